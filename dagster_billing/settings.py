@@ -1,0 +1,114 @@
+"""One typed settings object, read from the environment names the seed document lists.
+
+Everything that reads configuration goes through `load_settings()`, so a bad value
+fails once, at start, with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dagster_billing.catalog import catalog_currencies
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as `VARIABLE: what is wrong`."""
+
+
+class Settings(BaseSettings):
+    """Platform settings; secrets are SecretStr so they never reach a repr or a log."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    billing_database_dsn: SecretStr | None = None
+    billing_data_dir: Path = PROJECT_ROOT / ".billing"
+
+    stripe_api_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_enabled: bool = False
+
+    invoice_due_days: int = Field(30, ge=0, le=365)
+    invoice_number_prefix: str = Field("INV-", pattern=r"^[A-Za-z0-9_-]{0,16}$")
+    invoice_tax_rate: Decimal = Decimal("0.10")
+    invoice_default_currency: str = "USD"
+
+    usage_aggregation_interval: str = "1h"
+    usage_retention_days: int = Field(90, ge=1, le=3650)
+    usage_enable_realtime: bool = True
+
+    notification_service_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8080")
+    notification_retry_attempts: int = Field(3, ge=0, le=20)
+
+    feature_auto_payment: bool = True
+    feature_usage_metrics: bool = True
+    feature_tiered_pricing: bool = True
+    feature_credits: bool = True
+
+    prometheus_url: AnyHttpUrl | None = None
+    kafka_bootstrap_servers: str | None = Field(None, pattern=r"^[\w.\-]+:\d+(,[\w.\-]+:\d+)*$")
+
+    @field_validator("invoice_tax_rate")
+    @classmethod
+    def _tax_rate_is_a_fraction(cls, value: Decimal) -> Decimal:
+        if not value.is_finite() or not Decimal(0) <= value < Decimal(1):
+            raise ValueError(f"must be >= 0 and < 1, got {value}")
+        return value
+
+    @field_validator("invoice_default_currency")
+    @classmethod
+    def _currency_has_a_price_book(cls, value: str) -> str:
+        known = catalog_currencies()
+        if value not in known:
+            raise ValueError(f"no price book for {value!r} (catalog has {', '.join(known)})")
+        return value
+
+    @field_validator("usage_aggregation_interval")
+    @classmethod
+    def _interval_is_supported(cls, value: str) -> str:
+        if value != "1h":
+            raise ValueError(f"only '1h' is supported, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _stripe_needs_a_key(self) -> Settings:
+        if self.stripe_enabled and self.stripe_api_key is None:
+            raise ValueError("STRIPE_API_KEY: required when STRIPE_ENABLED=true")
+        return self
+
+    @property
+    def pg_data_dir(self) -> Path:
+        return self.billing_data_dir / "pgdata"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """Turn pydantic's error into `ENV_NAME: message`, the form operators grep for."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:
+        return message
+    name = str(error["loc"][0]).upper()
+    given = error.get("input")
+    if "SECRET" in name or "KEY" in name or "DSN" in name or given is None:
+        return f"{name}: {message}"
+    return f"{name}: {message}, got {given!r}" if "got " not in message else f"{name}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (and `.env`), raising ConfigError on a bad value."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors()[0])) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

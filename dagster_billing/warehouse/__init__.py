@@ -1,0 +1,1 @@
+"""The Postgres warehouse: schema, migrations, partition maintenance, audit log."""

@@ -1,0 +1,319 @@
+"""SQLAlchemy Core view of the warehouse tables, for typed queries from Python.
+
+The DDL (constraints, partitions, triggers) lives once, in the SQL migrations;
+this module lists tables and column types only. `tests/warehouse/test_migrations.py`
+fails if the two drift apart.
+"""
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Integer,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import CHAR, JSONB, TIMESTAMP, UUID
+
+metadata = MetaData()
+
+MONEY = Numeric(20, 6)
+QUANTITY = Numeric(24, 6)
+TIMESTAMPTZ = TIMESTAMP(timezone=True)
+
+
+def _table(name: str, *columns: Column) -> Table:
+    return Table(f"dictamesh_billing_{name}", metadata, *columns)
+
+
+currencies = _table(
+    "currencies",
+    Column("code", CHAR(3), primary_key=True),
+    Column("minor_units", SmallInteger),
+    Column("catalog_factor", MONEY),
+    Column("catalog_version", Text),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+metrics = _table(
+    "metrics",
+    Column("id", Text, primary_key=True),
+    Column("display_name", Text),
+    Column("unit", Text),
+    Column("unit_size", MONEY),
+    Column("aggregation", Text),
+    Column("catalog_version", Text),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+subscription_plans = _table(
+    "subscription_plans",
+    Column("id", Text, primary_key=True),
+    Column("name", Text),
+    Column("description", Text),
+    Column("included_seats", Integer),
+    Column("seats_sellable", Boolean),
+    Column("max_adapters", Integer),
+    Column("bills_overage", Boolean),
+    Column("sort_order", Integer),
+    Column("active", Boolean),
+    Column("catalog_version", Text),
+    Column("created_at", TIMESTAMPTZ),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+plan_quotas = _table(
+    "plan_quotas",
+    Column("plan_id", Text, primary_key=True),
+    Column("metric", Text, primary_key=True),
+    Column("included_quantity", QUANTITY),
+    Column("catalog_version", Text),
+)
+
+price_books = _table(
+    "price_books",
+    Column("plan_id", Text, primary_key=True),
+    Column("currency", CHAR(3), primary_key=True),
+    Column("monthly_fee", MONEY),
+    Column("annual_fee", MONEY),
+    Column("seat_price_monthly", MONEY),
+    Column("source", Text),
+    Column("catalog_version", Text),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+pricing_tiers = _table(
+    "pricing_tiers",
+    Column("metric", Text, primary_key=True),
+    Column("currency", CHAR(3), primary_key=True),
+    Column("tier", SmallInteger, primary_key=True),
+    Column("lower_bound", QUANTITY),
+    Column("upper_bound", QUANTITY),
+    Column("unit_price", MONEY),
+    Column("source", Text),
+    Column("catalog_version", Text),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+fx_rates = _table(
+    "fx_rates",
+    Column("currency", CHAR(3), primary_key=True),
+    Column("valid_from", Date, primary_key=True),
+    Column("usd_per_unit", Numeric(20, 10)),
+    Column("source", Text),
+)
+
+organizations = _table(
+    "organizations",
+    Column("id", BigInteger, primary_key=True),
+    Column("external_id", Text),
+    Column("name", Text),
+    Column("email", Text),
+    Column("currency", CHAR(3)),
+    Column("locale", Text),
+    Column("tax_rate", Numeric(9, 6)),
+    Column("tax_exempt", Boolean),
+    Column("tax_jurisdiction", Text),
+    Column("billing_address", JSONB),
+    Column("stripe_customer_id", Text),
+    Column("status", Text),
+    Column("metadata", JSONB),
+    Column("created_at", TIMESTAMPTZ),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+subscriptions = _table(
+    "subscriptions",
+    Column("id", BigInteger, primary_key=True),
+    Column("external_id", Text),
+    Column("organization_id", BigInteger),
+    Column("plan_id", Text),
+    Column("billing_cycle", Text),
+    Column("status", Text),
+    Column("seats", Integer),
+    Column("pricing_mode", Text),
+    Column("price_override", MONEY),
+    Column("billing_anchor", TIMESTAMPTZ),
+    Column("started_at", TIMESTAMPTZ),
+    Column("current_period_start", TIMESTAMPTZ),
+    Column("current_period_end", TIMESTAMPTZ),
+    Column("cancel_at", TIMESTAMPTZ),
+    Column("canceled_at", TIMESTAMPTZ),
+    Column("stripe_subscription_id", Text),
+    Column("metadata", JSONB),
+    Column("created_at", TIMESTAMPTZ),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+subscription_changes = _table(
+    "subscription_changes",
+    Column("id", BigInteger, primary_key=True),
+    Column("subscription_id", BigInteger),
+    Column("effective_at", TIMESTAMPTZ),
+    Column("plan_id", Text),
+    Column("seats", Integer),
+    Column("reason", Text),
+    Column("created_at", TIMESTAMPTZ),
+)
+
+promotions = _table(
+    "promotions",
+    Column("id", BigInteger, primary_key=True),
+    Column("organization_id", BigInteger),
+    Column("code", Text),
+    Column("position", Integer),
+    Column("percent_off", Numeric(9, 6)),
+    Column("amount_off", MONEY),
+    Column("duration_periods", Integer),
+    Column("created_at", TIMESTAMPTZ),
+)
+
+usage_metrics = _table(
+    "usage_metrics",
+    Column("organization_id", BigInteger, primary_key=True),
+    Column("metric", Text, primary_key=True),
+    Column("hour_start", TIMESTAMPTZ, primary_key=True),
+    Column("quantity", QUANTITY),
+    Column("source", Text),
+    Column("idempotency_key", Text),
+    Column("ingested_at", TIMESTAMPTZ),
+)
+
+invoices = _table(
+    "invoices",
+    Column("id", BigInteger, primary_key=True),
+    Column("number", Text),
+    Column("organization_id", BigInteger),
+    Column("subscription_id", BigInteger),
+    Column("period_start", TIMESTAMPTZ),
+    Column("period_end", TIMESTAMPTZ),
+    Column("currency", CHAR(3)),
+    Column("status", Text),
+    Column("subtotal", MONEY),
+    Column("discount", MONEY),
+    Column("tax", MONEY),
+    Column("total", MONEY),
+    Column("credits_applied", MONEY),
+    Column("amount_due", MONEY),
+    Column("issued_at", TIMESTAMPTZ),
+    Column("due_at", TIMESTAMPTZ),
+    Column("paid_at", TIMESTAMPTZ),
+    Column("voided_at", TIMESTAMPTZ),
+    Column("void_reason", Text),
+    Column("stripe_invoice_id", Text),
+    Column("pdf_path", Text),
+    Column("pdf_sha256", CHAR(64)),
+    Column("created_at", TIMESTAMPTZ),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+invoice_line_items = _table(
+    "invoice_line_items",
+    Column("id", BigInteger, primary_key=True),
+    Column("invoice_id", BigInteger),
+    Column("line_number", Integer),
+    Column("kind", Text),
+    Column("description", Text),
+    Column("metric", Text),
+    Column("quantity", QUANTITY),
+    Column("unit_amount", MONEY),
+    Column("amount", MONEY),
+    Column("period_start", TIMESTAMPTZ),
+    Column("period_end", TIMESTAMPTZ),
+    Column("tier_detail", JSONB),
+    Column("adjusts_invoice_id", BigInteger),
+    Column("created_at", TIMESTAMPTZ),
+)
+
+payment_methods = _table(
+    "payment_methods",
+    Column("id", BigInteger, primary_key=True),
+    Column("organization_id", BigInteger),
+    Column("stripe_payment_method_id", Text),
+    Column("kind", Text),
+    Column("brand", Text),
+    Column("last4", CHAR(4)),
+    Column("exp_month", SmallInteger),
+    Column("exp_year", SmallInteger),
+    Column("is_default", Boolean),
+    Column("created_at", TIMESTAMPTZ),
+)
+
+payments = _table(
+    "payments",
+    Column("id", BigInteger, primary_key=True),
+    Column("invoice_id", BigInteger),
+    Column("attempt", Integer),
+    Column("amount", MONEY),
+    Column("currency", CHAR(3)),
+    Column("provider", Text),
+    Column("status", Text),
+    Column("idempotency_key", Text),
+    Column("stripe_payment_intent_id", Text),
+    Column("payment_method_id", BigInteger),
+    Column("failure_code", Text),
+    Column("failure_message", Text),
+    Column("next_retry_at", TIMESTAMPTZ),
+    Column("created_at", TIMESTAMPTZ),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+credits = _table(
+    "credits",
+    Column("id", BigInteger, primary_key=True),
+    Column("organization_id", BigInteger),
+    Column("entry_type", Text),
+    Column("credit_type", Text),
+    Column("grant_id", BigInteger),
+    Column("invoice_id", BigInteger),
+    Column("amount", MONEY),
+    Column("currency", CHAR(3)),
+    Column("expires_at", TIMESTAMPTZ),
+    Column("description", Text),
+    Column("created_at", TIMESTAMPTZ),
+)
+
+outbox = _table(
+    "outbox",
+    Column("id", BigInteger, primary_key=True),
+    Column("event_id", UUID(as_uuid=True)),
+    Column("event_type", Text),
+    Column("aggregate_type", Text),
+    Column("aggregate_id", Text),
+    Column("dedupe_key", Text),
+    Column("payload", JSONB),
+    Column("headers", JSONB),
+    Column("occurred_at", TIMESTAMPTZ),
+    Column("published_at", TIMESTAMPTZ),
+    Column("attempts", Integer),
+    Column("last_error", Text),
+)
+
+stripe_webhook_events = _table(
+    "stripe_webhook_events",
+    Column("stripe_event_id", Text, primary_key=True),
+    Column("event_type", Text),
+    Column("payload", JSONB),
+    Column("signature_verified", Boolean),
+    Column("received_at", TIMESTAMPTZ),
+    Column("processed_at", TIMESTAMPTZ),
+    Column("status", Text),
+    Column("error", Text),
+)
+
+audit_log = _table(
+    "audit_log",
+    Column("id", BigInteger, primary_key=True),
+    Column("occurred_at", TIMESTAMPTZ),
+    Column("actor", Text),
+    Column("action", Text),
+    Column("entity_type", Text),
+    Column("entity_id", Text),
+    Column("payload", JSONB),
+    Column("prev_hash", CHAR(64)),
+    Column("hash", CHAR(64)),
+)
