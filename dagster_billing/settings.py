@@ -83,10 +83,6 @@ class Settings(BaseSettings):
             raise ValueError("STRIPE_API_KEY: required when STRIPE_ENABLED=true")
         return self
 
-    @property
-    def pg_data_dir(self) -> Path:
-        return self.billing_data_dir / "pgdata"
-
 
 def _describe(error: dict[str, Any]) -> str:
     """Turn pydantic's error into `ENV_NAME: message`, the form operators grep for."""

@@ -35,9 +35,10 @@ class Warehouse:
     def safe_url(self) -> str:
         return self.url.render_as_string(hide_password=True)
 
-    def libpq_url(self, database: str | None = None) -> str:
-        """A plain `postgresql://` URI for libpq clients (dbt, dagster-postgres, psql)."""
-        url = self.url.set(drivername="postgresql")
+    def libpq_url(self, database: str | None = None, driver: str = "postgresql") -> str:
+        """A URI for other clients: plain libpq, or `postgresql+psycopg2` for dagster-postgres
+        (SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3, which it does not support)."""
+        url = self.url.set(drivername=driver)
         if database is not None:
             url = url.set(database=database)
         return url.render_as_string(hide_password=False)
@@ -71,11 +72,16 @@ def start_embedded(pg_data: Path) -> URL:
     return base.set(database=BILLING_DATABASE)
 
 
-def resolve_warehouse(settings: Settings) -> Warehouse:
-    """The configured server, or the embedded one when BILLING_DATABASE_DSN is unset."""
-    if settings.billing_database_dsn is not None:
-        return Warehouse(_psycopg_url(settings.billing_database_dsn.get_secret_value()), False)
-    return Warehouse(start_embedded(settings.pg_data_dir), True)
+def resolve_warehouse(dsn: str | None, data_dir: Path) -> Warehouse:
+    """The server named by `dsn`, or the embedded one in `data_dir` when there is none."""
+    if dsn:
+        return Warehouse(_psycopg_url(dsn), False)
+    return Warehouse(start_embedded(data_dir / "pgdata"), True)
+
+
+def warehouse_from_settings(settings: Settings) -> Warehouse:
+    dsn = settings.billing_database_dsn
+    return resolve_warehouse(dsn.get_secret_value() if dsn else None, settings.billing_data_dir)
 
 
 def make_engine(warehouse: Warehouse) -> Engine:
@@ -96,3 +102,11 @@ def check_connection(engine: Engine, warehouse: Warehouse) -> None:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
         source = "embedded server" if warehouse.embedded else "BILLING_DATABASE_DSN"
         raise ConfigError(f"{source}: cannot connect to {warehouse.safe_url}: {reason}") from None
+
+
+def connect(settings: Settings) -> tuple[Warehouse, Engine]:
+    """Resolve the warehouse and prove it answers; what every command does first."""
+    warehouse = warehouse_from_settings(settings)
+    engine = make_engine(warehouse)
+    check_connection(engine, warehouse)
+    return warehouse, engine

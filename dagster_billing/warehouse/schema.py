@@ -274,6 +274,7 @@ credits = _table(
     Column("currency", CHAR(3)),
     Column("expires_at", TIMESTAMPTZ),
     Column("description", Text),
+    Column("idempotency_key", Text),
     Column("created_at", TIMESTAMPTZ),
 )
 

@@ -281,6 +281,7 @@ create table dictamesh_billing_credits (
     currency        char(3) not null references dictamesh_billing_currencies (code),
     expires_at      timestamptz,
     description     text not null default '',
+    idempotency_key text unique,
     created_at      timestamptz not null default now(),
     check ((entry_type = 'grant') = (grant_id is null)),
     check ((entry_type in ('grant', 'reversal')) = (amount > 0)),

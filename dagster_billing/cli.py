@@ -1,0 +1,128 @@
+"""The `billing` command. Every subcommand reads settings once and fails with one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from dagster_billing.catalog import CatalogError, load_catalog
+from dagster_billing.settings import PROJECT_ROOT, ConfigError, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="Warehouse schema migrations.")
+catalog_app = typer.Typer(no_args_is_help=True, help="The plan and price catalog.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+app.add_typer(db_app, name="db")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(audit_app, name="audit")
+
+
+def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Configuration and input errors end the command with one clear line and exit 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, CatalogError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _engine():  # noqa: ANN202 - SQLAlchemy Engine; imported lazily to keep --help fast
+    from dagster_billing.warehouse.database import connect
+
+    return connect(get_settings())[1]
+
+
+@db_app.command("upgrade")
+@one_line_errors
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Migrate the warehouse up to REVISION (default: head)."""
+    from dagster_billing.warehouse import migrate
+
+    engine = _engine()
+    migrate.upgrade(engine, revision)
+    typer.echo(f"warehouse at {migrate.current_revision(engine)}")
+
+
+@db_app.command("downgrade")
+@one_line_errors
+def db_downgrade(revision: str = typer.Argument("-1")) -> None:
+    """Migrate the warehouse down to REVISION (default: one step; `base` empties it)."""
+    from dagster_billing.warehouse import migrate
+
+    engine = _engine()
+    migrate.downgrade(engine, revision)
+    typer.echo(f"warehouse at {migrate.current_revision(engine) or 'base'}")
+
+
+@db_app.command("current")
+@one_line_errors
+def db_current() -> None:
+    """Print the warehouse's migration revision."""
+    from dagster_billing.warehouse import migrate
+
+    typer.echo(migrate.current_revision(_engine()) or "base")
+
+
+@catalog_app.command("sync")
+@one_line_errors
+def catalog_sync() -> None:
+    """Load the default catalog into the warehouse (idempotent)."""
+    from dagster_billing.catalog.sync import sync_catalog
+
+    catalog = load_catalog()
+    with _engine().begin() as conn:
+        changed = sync_catalog(conn, catalog)
+    typer.echo(f"catalog {catalog.version}: {sum(changed.values())} rows changed")
+    for table, count in changed.items():
+        if count:
+            typer.echo(f"  {table}: {count}")
+
+
+@audit_app.command("verify")
+@one_line_errors
+def audit_verify() -> None:
+    """Recompute the audit log's hash chain; exit 1 at the first broken link."""
+    from dagster_billing.warehouse.audit import verify_chain
+
+    with _engine().connect() as conn:
+        report = verify_chain(conn)
+    if not report.ok:
+        typer.echo(f"audit log broken at id {report.broken_at}: {report.reason}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"audit log intact: {report.rows} rows")
+
+
+@app.command("demo")
+@one_line_errors
+def demo() -> None:
+    """Set up the embedded warehouse, load demo data, run every asset, print a summary."""
+    from dagster_billing.demo import run_demo
+
+    run_demo(get_settings(), echo=typer.echo)
+
+
+@app.command("dev", context_settings={"allow_extra_args": True})
+@one_line_errors
+def dev(ctx: typer.Context) -> None:
+    """Run the Dagster UI (`dagster dev`) against the warehouse, instance storage included."""
+    from dagster_billing.demo import dagster_environment
+    from dagster_billing.warehouse.database import connect
+
+    warehouse, _ = connect(get_settings())
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    args = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *ctx.args]
+    # A child, not exec: this process holds the embedded server and stops it on exit.
+    completed = subprocess.run(args, env={**os.environ, **dagster_environment(warehouse)})
+    raise typer.Exit(completed.returncode)

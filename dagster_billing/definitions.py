@@ -1,0 +1,38 @@
+"""The one `Definitions` object: assets, checks, jobs, schedules, sensors, resources."""
+
+import sys
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from dagster_billing.assets.catalog import billing_catalog
+from dagster_billing.assets.rating import billing_dbt_models
+from dagster_billing.assets.warehouse import usage_partitions
+from dagster_billing.dbt_project import billing_dbt_project
+from dagster_billing.resources import WarehouseResource
+from dagster_billing.schedules import jobs, schedules
+from dagster_billing.sensors import sensors
+from dagster_billing.settings import Settings, get_settings
+
+
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """Resources from settings; a configured DSN is passed by name so it never shows in the UI."""
+    dsn = dg.EnvVar("BILLING_DATABASE_DSN") if settings.billing_database_dsn else None
+    return {
+        "warehouse": WarehouseResource(dsn=dsn, data_dir=str(settings.billing_data_dir)),
+        "dbt": DbtCliResource(
+            project_dir=billing_dbt_project,
+            profiles_dir=str(billing_dbt_project.profiles_dir),
+            dbt_executable=str(Path(sys.executable).with_name("dbt")),
+        ),
+    }
+
+
+defs = dg.Definitions(
+    assets=[billing_catalog, usage_partitions, billing_dbt_models],
+    jobs=jobs,
+    schedules=schedules,
+    sensors=sensors,
+    resources=build_resources(get_settings()),
+)

@@ -1,0 +1,193 @@
+"""`billing demo`: the whole pipeline on embedded defaults, for a fixed demo period.
+
+Everything it writes is keyed (external ids, idempotency keys), so a second run finds
+the rows in place and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection, Engine
+
+from dagster_billing.catalog import load_catalog
+from dagster_billing.catalog.sync import sync_catalog
+from dagster_billing.settings import PROJECT_ROOT, Settings
+from dagster_billing.warehouse import audit, migrate, schema
+from dagster_billing.warehouse.database import Warehouse, connect
+
+DEMO_PERIOD_START = datetime(2026, 10, 1, tzinfo=UTC)
+DEMO_AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _ts(day: int, month: int = 10) -> datetime:
+    return datetime(2026, month, day, tzinfo=UTC)
+
+
+DEMO_ORGANIZATIONS: list[dict[str, Any]] = [
+    {"external_id": "acme", "name": "Acme Corp", "email": "billing@acme.example",
+     "currency": "USD", "locale": "en_US"},
+    {"external_id": "globex", "name": "Globex GmbH", "email": "ap@globex.example",
+     "currency": "EUR", "locale": "de_DE", "tax_rate": Decimal("0.19")},
+    {"external_id": "initech", "name": "Initech KK", "email": "keiri@initech.example",
+     "currency": "JPY", "locale": "ja_JP"},
+    {"external_id": "umbrella", "name": "Umbrella plc", "email": "finance@umbrella.example",
+     "currency": "GBP", "locale": "en_GB", "tax_rate": Decimal("0.20")},
+    {"external_id": "vandelay", "name": "Vandelay Importação Ltda",
+     "email": "financeiro@vandelay.example", "currency": "BRL", "locale": "pt_BR",
+     "tax_exempt": True},
+]
+
+DEMO_SUBSCRIPTIONS: list[dict[str, Any]] = [
+    {"external_id": "sub-acme", "organization": "acme", "plan_id": "starter",
+     "billing_cycle": "monthly", "seats": 5, "start": _ts(1)},
+    {"external_id": "sub-globex", "organization": "globex", "plan_id": "professional",
+     "billing_cycle": "annual", "seats": 12, "start": _ts(15)},
+    {"external_id": "sub-initech", "organization": "initech", "plan_id": "free",
+     "billing_cycle": "monthly", "seats": 1, "start": _ts(1)},
+    {"external_id": "sub-umbrella", "organization": "umbrella", "plan_id": "enterprise",
+     "billing_cycle": "monthly", "seats": 30, "start": _ts(1),
+     "price_override": Decimal("2000")},
+    {"external_id": "sub-vandelay", "organization": "vandelay", "plan_id": "starter",
+     "billing_cycle": "monthly", "seats": 3, "start": _ts(1)},
+]
+
+DEMO_CHANGES = [
+    {"subscription": "sub-umbrella", "effective_at": _ts(16), "seats": 35},
+    {"subscription": "sub-vandelay", "effective_at": _ts(16), "plan_id": "professional"},
+]
+
+
+def dagster_environment(warehouse: Warehouse) -> dict[str, str]:
+    """Environment for Dagster processes: instance storage in the warehouse's server, and
+    the warehouse passed on by DSN so run workers join it instead of starting their own."""
+    return {
+        "DAGSTER_HOME": str(PROJECT_ROOT / "dagster_home"),
+        "DAGSTER_PG_URL": warehouse.libpq_url("dagster", driver="postgresql+psycopg2"),
+        "BILLING_DATABASE_DSN": warehouse.libpq_url(),
+    }
+
+
+def _insert_new(conn: Connection, table: sa.Table, row: dict[str, Any], key: str) -> int | None:
+    """Insert unless a row with the same `key` exists; returns the new id or None."""
+    stmt = insert(table).values(**row).on_conflict_do_nothing(index_elements=[key])
+    return conn.execute(stmt.returning(table.c.id)).scalar_one_or_none()
+
+
+def load_demo_data(conn: Connection) -> int:
+    """Organizations, subscriptions, changes, a promotion and a credit; returns rows created."""
+    created = 0
+    org_ids: dict[str, int] = {}
+    for org in DEMO_ORGANIZATIONS:
+        new_id = _insert_new(conn, schema.organizations, org, "external_id")
+        if new_id is not None:
+            created += 1
+            audit.record(conn, actor="demo", action="organization.created",
+                         entity_type="organization", entity_id=org["external_id"])
+        org_ids[org["external_id"]] = conn.execute(
+            sa.select(schema.organizations.c.id).where(
+                schema.organizations.c.external_id == org["external_id"])
+        ).scalar_one()
+    sub_ids: dict[str, int] = {}
+    for sub in DEMO_SUBSCRIPTIONS:
+        row = {k: v for k, v in sub.items() if k not in ("organization", "start")}
+        row |= {"organization_id": org_ids[sub["organization"]],
+                "billing_anchor": sub["start"], "started_at": sub["start"]}
+        if _insert_new(conn, schema.subscriptions, row, "external_id") is not None:
+            created += 1
+            audit.record(conn, actor="demo", action="subscription.created",
+                         entity_type="subscription", entity_id=sub["external_id"],
+                         payload={"plan": sub["plan_id"], "seats": sub["seats"]})
+        sub_ids[sub["external_id"]] = conn.execute(
+            sa.select(schema.subscriptions.c.id).where(
+                schema.subscriptions.c.external_id == sub["external_id"])
+        ).scalar_one()
+    for change in DEMO_CHANGES:
+        row = {k: v for k, v in change.items() if k != "subscription"}
+        row["subscription_id"] = sub_ids[change["subscription"]]
+        stmt = insert(schema.subscription_changes).values(**row).on_conflict_do_nothing()
+        created += conn.execute(stmt).rowcount
+    stmt = insert(schema.promotions).values(
+        organization_id=org_ids["vandelay"], code="WELCOME20", position=1,
+        percent_off=Decimal("20"), duration_periods=3,
+    ).on_conflict_do_nothing()
+    created += conn.execute(stmt).rowcount
+    stmt = insert(schema.credits).values(
+        organization_id=org_ids["acme"], entry_type="grant", credit_type="goodwill",
+        amount=Decimal("50"), currency="USD", expires_at=_ts(31, 12),
+        description="Onboarding goodwill credit", idempotency_key="demo-acme-goodwill",
+    ).on_conflict_do_nothing()
+    created += conn.execute(stmt).rowcount
+    return created
+
+
+def materialize_all(settings: Settings, env: dict[str, str]) -> list[str]:
+    """Run every asset once, in a persistent instance so `make dev` shows the runs."""
+    import os
+
+    from dagster_billing.definitions import build_resources, defs
+
+    os.environ.update(env)
+    instance = dg.DagsterInstance.get()
+    run_config = {
+        "ops": {"usage_partitions": {"config": {"as_of": DEMO_AS_OF.isoformat()}}},
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+    }
+    result = dg.materialize(
+        list(defs.assets or []),
+        instance=instance,
+        resources=build_resources(settings),
+        run_config=run_config,
+        raise_on_error=True,
+    )
+    return sorted(
+        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+        if e.asset_key is not None
+    )
+
+
+def _summary(engine: Engine, warehouse: Warehouse) -> list[str]:
+    from dagster_billing.warehouse.audit import verify_chain
+    from dagster_billing.warehouse.partitions import existing_partitions
+
+    with engine.connect() as conn:
+        counts = {
+            t.name.removeprefix("dictamesh_billing_"): conn.scalar(
+                sa.select(sa.func.count()).select_from(t))
+            for t in (schema.subscription_plans, schema.price_books, schema.pricing_tiers,
+                      schema.organizations, schema.subscriptions, schema.subscription_changes,
+                      schema.credits)
+        }
+        partitions = existing_partitions(conn)
+        chain = verify_chain(conn)
+        staged = conn.scalar(sa.text("select count(*) from analytics_staging.stg_billing__price_books"))
+    lines = [f"warehouse: {warehouse.safe_url} ({'embedded' if warehouse.embedded else 'configured'})"]
+    lines.append("rows: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    lines.append(f"usage partitions: {len(partitions)} daily "
+                 f"({min(partitions)} .. {max(partitions)})")
+    lines.append(f"dbt staging: stg_billing__price_books has {staged} rows")
+    lines.append(f"audit log: {chain.rows} rows, chain {'intact' if chain.ok else 'BROKEN'}")
+    return lines
+
+
+def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
+    """The first README command: migrate, load catalog and demo data, run assets, summarize."""
+    warehouse, engine = connect(settings)
+    echo(f"warehouse ready: {warehouse.safe_url}")
+    migrate.upgrade(engine)
+    echo(f"schema at {migrate.current_revision(engine)}")
+    with engine.begin() as conn:
+        changed = sync_catalog(conn, load_catalog())
+        echo(f"catalog: {sum(changed.values())} rows changed")
+        created = load_demo_data(conn)
+    echo(f"demo data: {created} new rows")
+    materialized = materialize_all(settings, dagster_environment(warehouse))
+    echo(f"materialized {len(materialized)} assets")
+    for line in _summary(engine, warehouse):
+        echo(line)
