@@ -6,6 +6,7 @@ the rows in place and changes nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,7 +21,12 @@ from dagster_billing.catalog import load_catalog
 from dagster_billing.catalog.sync import sync_catalog
 from dagster_billing.settings import PROJECT_ROOT, Settings
 from dagster_billing.warehouse import audit, migrate, schema
-from dagster_billing.warehouse.database import Warehouse, connect
+from dagster_billing.warehouse.database import (
+    DAGSTER_DATABASE,
+    Warehouse,
+    connect,
+    ensure_database,
+)
 
 DEMO_PERIOD_START = datetime(2026, 10, 1, tzinfo=UTC)
 DEMO_AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -65,19 +71,28 @@ DEMO_CHANGES = [
 
 
 def dagster_environment(warehouse: Warehouse) -> dict[str, str]:
-    """Environment for Dagster processes: instance storage in the warehouse's server, and
-    the warehouse passed on by DSN so run workers join it instead of starting their own."""
-    return {
-        "DAGSTER_HOME": str(PROJECT_ROOT / "dagster_home"),
-        "DAGSTER_PG_URL": warehouse.libpq_url("dagster", driver="postgresql+psycopg2"),
-        "BILLING_DATABASE_DSN": warehouse.libpq_url(),
-    }
+    """Environment for Dagster processes: instance storage in database `dagster` on the
+    warehouse's server (its own database: Dagster keeps its own alembic_version), unless
+    DAGSTER_PG_URL names another; and the warehouse passed on by DSN so run workers join
+    it instead of starting their own."""
+    env = {"DAGSTER_HOME": str(PROJECT_ROOT / "dagster_home"),
+           "BILLING_DATABASE_DSN": warehouse.libpq_url()}
+    if "DAGSTER_PG_URL" not in os.environ:
+        ensure_database(warehouse.url, DAGSTER_DATABASE)
+        env["DAGSTER_PG_URL"] = warehouse.libpq_url(DAGSTER_DATABASE, driver="postgresql+psycopg2")
+    return env
 
 
-def _insert_new(conn: Connection, table: sa.Table, row: dict[str, Any], key: str) -> int | None:
-    """Insert unless a row with the same `key` exists; returns the new id or None."""
-    stmt = insert(table).values(**row).on_conflict_do_nothing(index_elements=[key])
-    return conn.execute(stmt.returning(table.c.id)).scalar_one_or_none()
+def _insert_new(conn: Connection, table: sa.Table, row: dict[str, Any]) -> bool:
+    """Insert unless the row's unique key is taken; True when a row was created."""
+    stmt = insert(table).values(**row).on_conflict_do_nothing().returning(table.c.id)
+    return conn.execute(stmt).first() is not None
+
+
+def _id_of(conn: Connection, table: sa.Table, external_id: str) -> int:
+    return conn.execute(
+        sa.select(table.c.id).where(table.c.external_id == external_id)
+    ).scalar_one()
 
 
 def load_demo_data(conn: Connection) -> int:
@@ -85,52 +100,38 @@ def load_demo_data(conn: Connection) -> int:
     created = 0
     org_ids: dict[str, int] = {}
     for org in DEMO_ORGANIZATIONS:
-        new_id = _insert_new(conn, schema.organizations, org, "external_id")
-        if new_id is not None:
+        if _insert_new(conn, schema.organizations, org):
             created += 1
             audit.record(conn, actor="demo", action="organization.created",
                          entity_type="organization", entity_id=org["external_id"])
-        org_ids[org["external_id"]] = conn.execute(
-            sa.select(schema.organizations.c.id).where(
-                schema.organizations.c.external_id == org["external_id"])
-        ).scalar_one()
+        org_ids[org["external_id"]] = _id_of(conn, schema.organizations, org["external_id"])
     sub_ids: dict[str, int] = {}
     for sub in DEMO_SUBSCRIPTIONS:
         row = {k: v for k, v in sub.items() if k not in ("organization", "start")}
         row |= {"organization_id": org_ids[sub["organization"]],
                 "billing_anchor": sub["start"], "started_at": sub["start"]}
-        if _insert_new(conn, schema.subscriptions, row, "external_id") is not None:
+        if _insert_new(conn, schema.subscriptions, row):
             created += 1
             audit.record(conn, actor="demo", action="subscription.created",
                          entity_type="subscription", entity_id=sub["external_id"],
                          payload={"plan": sub["plan_id"], "seats": sub["seats"]})
-        sub_ids[sub["external_id"]] = conn.execute(
-            sa.select(schema.subscriptions.c.id).where(
-                schema.subscriptions.c.external_id == sub["external_id"])
-        ).scalar_one()
+        sub_ids[sub["external_id"]] = _id_of(conn, schema.subscriptions, sub["external_id"])
     for change in DEMO_CHANGES:
         row = {k: v for k, v in change.items() if k != "subscription"}
         row["subscription_id"] = sub_ids[change["subscription"]]
-        stmt = insert(schema.subscription_changes).values(**row).on_conflict_do_nothing()
-        created += conn.execute(stmt).rowcount
-    stmt = insert(schema.promotions).values(
-        organization_id=org_ids["vandelay"], code="WELCOME20", position=1,
-        percent_off=Decimal("20"), duration_periods=3,
-    ).on_conflict_do_nothing()
-    created += conn.execute(stmt).rowcount
-    stmt = insert(schema.credits).values(
-        organization_id=org_ids["acme"], entry_type="grant", credit_type="goodwill",
-        amount=Decimal("50"), currency="USD", expires_at=_ts(31, 12),
-        description="Onboarding goodwill credit", idempotency_key="demo-acme-goodwill",
-    ).on_conflict_do_nothing()
-    created += conn.execute(stmt).rowcount
+        created += _insert_new(conn, schema.subscription_changes, row)
+    created += _insert_new(conn, schema.promotions, {
+        "organization_id": org_ids["vandelay"], "code": "WELCOME20", "position": 1,
+        "percent_off": Decimal("20"), "duration_periods": 3})
+    created += _insert_new(conn, schema.credits, {
+        "organization_id": org_ids["acme"], "entry_type": "grant", "credit_type": "goodwill",
+        "amount": Decimal("50"), "currency": "USD", "expires_at": _ts(31, 12),
+        "description": "Onboarding goodwill credit", "idempotency_key": "demo-acme-goodwill"})
     return created
 
 
 def materialize_all(settings: Settings, env: dict[str, str]) -> list[str]:
     """Run every asset once, in a persistent instance so `make dev` shows the runs."""
-    import os
-
     from dagster_billing.definitions import build_resources, defs
 
     os.environ.update(env)

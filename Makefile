@@ -1,0 +1,44 @@
+# The two commands: `make demo` (set up and run the pipeline on embedded defaults)
+# and `make test` (the whole suite). Everything else supports them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := dbt_project.yml dbt_project/profiles.yml $(shell find dbt_project/models dbt_project/macros dbt_project/tests dbt_project/seeds -type f 2>/dev/null)
+
+.PHONY: demo test dev lint format install clean
+
+demo: install
+	$(BIN)/billing demo
+
+test: install
+	$(BIN)/pytest
+
+dev: install
+	$(BIN)/billing dev
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint dbt_project/models
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+install: $(STAMP) $(MANIFEST)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# dagster-dbt loads the asset graph from the manifest; re-parse when a dbt file changes.
+$(MANIFEST): $(STAMP) $(DBT_SOURCES)
+	$(BIN)/dbt parse --quiet --profiles-dir dbt_project --target-path dbt_project/target
+	touch $(MANIFEST)
+
+clean:
+	rm -rf $(VENV) dbt_project/target .billing

@@ -1,0 +1,32 @@
+"""`billing demo` runs end to end, and a second run changes nothing."""
+
+import re
+
+import sqlalchemy as sa
+
+from dagster_billing.warehouse.database import Warehouse, make_engine
+from tests.test_cli import billing
+
+TABLES = ("organizations", "subscriptions", "subscription_changes", "promotions", "credits",
+          "audit_log", "price_books")
+
+
+def _counts(warehouse: Warehouse) -> dict[str, int]:
+    with make_engine(warehouse).connect() as conn:
+        return {t: conn.scalar(sa.text(f"select count(*) from dictamesh_billing_{t}")) for t in TABLES}
+
+
+def test_demo_twice_is_idempotent(blank_warehouse: Warehouse) -> None:
+    dsn = blank_warehouse.libpq_url()
+    first = billing("demo", dsn=dsn)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "audit log: 10 rows, chain intact" in first.stdout
+    assert re.search(r"demo data: \d+ new rows", first.stdout)
+    after_first = _counts(blank_warehouse)
+    assert after_first["organizations"] == 5 and after_first["subscriptions"] == 5
+
+    second = billing("demo", dsn=dsn)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "demo data: 0 new rows" in second.stdout
+    assert "catalog: 0 rows changed" in second.stdout
+    assert _counts(blank_warehouse) == after_first
