@@ -8,12 +8,15 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from dagster_billing.catalog import CatalogError, load_catalog
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, get_settings
+
+if TYPE_CHECKING:  # imported lazily at run time to keep `billing --help` fast
+    from sqlalchemy.engine import Engine
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Warehouse schema migrations.")
@@ -38,7 +41,7 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _engine():  # noqa: ANN202 - SQLAlchemy Engine; imported lazily to keep --help fast
+def _engine():
     from dagster_billing.warehouse.database import connect
 
     return connect(get_settings())[1]

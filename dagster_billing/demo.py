@@ -37,31 +37,88 @@ def _ts(day: int, month: int = 10) -> datetime:
 
 
 DEMO_ORGANIZATIONS: list[dict[str, Any]] = [
-    {"external_id": "acme", "name": "Acme Corp", "email": "billing@acme.example",
-     "currency": "USD", "locale": "en_US"},
-    {"external_id": "globex", "name": "Globex GmbH", "email": "ap@globex.example",
-     "currency": "EUR", "locale": "de_DE", "tax_rate": Decimal("0.19")},
-    {"external_id": "initech", "name": "Initech KK", "email": "keiri@initech.example",
-     "currency": "JPY", "locale": "ja_JP"},
-    {"external_id": "umbrella", "name": "Umbrella plc", "email": "finance@umbrella.example",
-     "currency": "GBP", "locale": "en_GB", "tax_rate": Decimal("0.20")},
-    {"external_id": "vandelay", "name": "Vandelay Importação Ltda",
-     "email": "financeiro@vandelay.example", "currency": "BRL", "locale": "pt_BR",
-     "tax_exempt": True},
+    {
+        "external_id": "acme",
+        "name": "Acme Corp",
+        "email": "billing@acme.example",
+        "currency": "USD",
+        "locale": "en_US",
+    },
+    {
+        "external_id": "globex",
+        "name": "Globex GmbH",
+        "email": "ap@globex.example",
+        "currency": "EUR",
+        "locale": "de_DE",
+        "tax_rate": Decimal("0.19"),
+    },
+    {
+        "external_id": "initech",
+        "name": "Initech KK",
+        "email": "keiri@initech.example",
+        "currency": "JPY",
+        "locale": "ja_JP",
+    },
+    {
+        "external_id": "umbrella",
+        "name": "Umbrella plc",
+        "email": "finance@umbrella.example",
+        "currency": "GBP",
+        "locale": "en_GB",
+        "tax_rate": Decimal("0.20"),
+    },
+    {
+        "external_id": "vandelay",
+        "name": "Vandelay Importação Ltda",
+        "email": "financeiro@vandelay.example",
+        "currency": "BRL",
+        "locale": "pt_BR",
+        "tax_exempt": True,
+    },
 ]
 
 DEMO_SUBSCRIPTIONS: list[dict[str, Any]] = [
-    {"external_id": "sub-acme", "organization": "acme", "plan_id": "starter",
-     "billing_cycle": "monthly", "seats": 5, "start": _ts(1)},
-    {"external_id": "sub-globex", "organization": "globex", "plan_id": "professional",
-     "billing_cycle": "annual", "seats": 12, "start": _ts(15)},
-    {"external_id": "sub-initech", "organization": "initech", "plan_id": "free",
-     "billing_cycle": "monthly", "seats": 1, "start": _ts(1)},
-    {"external_id": "sub-umbrella", "organization": "umbrella", "plan_id": "enterprise",
-     "billing_cycle": "monthly", "seats": 30, "start": _ts(1),
-     "price_override": Decimal("2000")},
-    {"external_id": "sub-vandelay", "organization": "vandelay", "plan_id": "starter",
-     "billing_cycle": "monthly", "seats": 3, "start": _ts(1)},
+    {
+        "external_id": "sub-acme",
+        "organization": "acme",
+        "plan_id": "starter",
+        "billing_cycle": "monthly",
+        "seats": 5,
+        "start": _ts(1),
+    },
+    {
+        "external_id": "sub-globex",
+        "organization": "globex",
+        "plan_id": "professional",
+        "billing_cycle": "annual",
+        "seats": 12,
+        "start": _ts(15),
+    },
+    {
+        "external_id": "sub-initech",
+        "organization": "initech",
+        "plan_id": "free",
+        "billing_cycle": "monthly",
+        "seats": 1,
+        "start": _ts(1),
+    },
+    {
+        "external_id": "sub-umbrella",
+        "organization": "umbrella",
+        "plan_id": "enterprise",
+        "billing_cycle": "monthly",
+        "seats": 30,
+        "start": _ts(1),
+        "price_override": Decimal("2000"),
+    },
+    {
+        "external_id": "sub-vandelay",
+        "organization": "vandelay",
+        "plan_id": "starter",
+        "billing_cycle": "monthly",
+        "seats": 3,
+        "start": _ts(1),
+    },
 ]
 
 DEMO_CHANGES = [
@@ -75,8 +132,10 @@ def dagster_environment(warehouse: Warehouse) -> dict[str, str]:
     warehouse's server (its own database: Dagster keeps its own alembic_version), unless
     DAGSTER_PG_URL names another; and the warehouse passed on by DSN so run workers join
     it instead of starting their own."""
-    env = {"DAGSTER_HOME": str(PROJECT_ROOT / "dagster_home"),
-           "BILLING_DATABASE_DSN": warehouse.libpq_url()}
+    env = {
+        "DAGSTER_HOME": str(PROJECT_ROOT / "dagster_home"),
+        "BILLING_DATABASE_DSN": warehouse.libpq_url(),
+    }
     if "DAGSTER_PG_URL" not in os.environ:
         ensure_database(warehouse.url, DAGSTER_DATABASE)
         env["DAGSTER_PG_URL"] = warehouse.libpq_url(DAGSTER_DATABASE, driver="postgresql+psycopg2")
@@ -102,31 +161,62 @@ def load_demo_data(conn: Connection) -> int:
     for org in DEMO_ORGANIZATIONS:
         if _insert_new(conn, schema.organizations, org):
             created += 1
-            audit.record(conn, actor="demo", action="organization.created",
-                         entity_type="organization", entity_id=org["external_id"])
+            audit.record(
+                conn,
+                actor="demo",
+                action="organization.created",
+                entity_type="organization",
+                entity_id=org["external_id"],
+            )
         org_ids[org["external_id"]] = _id_of(conn, schema.organizations, org["external_id"])
     sub_ids: dict[str, int] = {}
     for sub in DEMO_SUBSCRIPTIONS:
         row = {k: v for k, v in sub.items() if k not in ("organization", "start")}
-        row |= {"organization_id": org_ids[sub["organization"]],
-                "billing_anchor": sub["start"], "started_at": sub["start"]}
+        row |= {
+            "organization_id": org_ids[sub["organization"]],
+            "billing_anchor": sub["start"],
+            "started_at": sub["start"],
+        }
         if _insert_new(conn, schema.subscriptions, row):
             created += 1
-            audit.record(conn, actor="demo", action="subscription.created",
-                         entity_type="subscription", entity_id=sub["external_id"],
-                         payload={"plan": sub["plan_id"], "seats": sub["seats"]})
+            audit.record(
+                conn,
+                actor="demo",
+                action="subscription.created",
+                entity_type="subscription",
+                entity_id=sub["external_id"],
+                payload={"plan": sub["plan_id"], "seats": sub["seats"]},
+            )
         sub_ids[sub["external_id"]] = _id_of(conn, schema.subscriptions, sub["external_id"])
     for change in DEMO_CHANGES:
         row = {k: v for k, v in change.items() if k != "subscription"}
         row["subscription_id"] = sub_ids[change["subscription"]]
         created += _insert_new(conn, schema.subscription_changes, row)
-    created += _insert_new(conn, schema.promotions, {
-        "organization_id": org_ids["vandelay"], "code": "WELCOME20", "position": 1,
-        "percent_off": Decimal("20"), "duration_periods": 3})
-    created += _insert_new(conn, schema.credits, {
-        "organization_id": org_ids["acme"], "entry_type": "grant", "credit_type": "goodwill",
-        "amount": Decimal("50"), "currency": "USD", "expires_at": _ts(31, 12),
-        "description": "Onboarding goodwill credit", "idempotency_key": "demo-acme-goodwill"})
+    created += _insert_new(
+        conn,
+        schema.promotions,
+        {
+            "organization_id": org_ids["vandelay"],
+            "code": "WELCOME20",
+            "position": 1,
+            "percent_off": Decimal("20"),
+            "duration_periods": 3,
+        },
+    )
+    created += _insert_new(
+        conn,
+        schema.credits,
+        {
+            "organization_id": org_ids["acme"],
+            "entry_type": "grant",
+            "credit_type": "goodwill",
+            "amount": Decimal("50"),
+            "currency": "USD",
+            "expires_at": _ts(31, 12),
+            "description": "Onboarding goodwill credit",
+            "idempotency_key": "demo-acme-goodwill",
+        },
+    )
     return created
 
 
@@ -148,7 +238,8 @@ def materialize_all(settings: Settings, env: dict[str, str]) -> list[str]:
         raise_on_error=True,
     )
     return sorted(
-        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+        e.asset_key.to_user_string()
+        for e in result.get_asset_materialization_events()
         if e.asset_key is not None
     )
 
@@ -160,18 +251,30 @@ def _summary(engine: Engine, warehouse: Warehouse) -> list[str]:
     with engine.connect() as conn:
         counts = {
             t.name.removeprefix("dictamesh_billing_"): conn.scalar(
-                sa.select(sa.func.count()).select_from(t))
-            for t in (schema.subscription_plans, schema.price_books, schema.pricing_tiers,
-                      schema.organizations, schema.subscriptions, schema.subscription_changes,
-                      schema.credits)
+                sa.select(sa.func.count()).select_from(t)
+            )
+            for t in (
+                schema.subscription_plans,
+                schema.price_books,
+                schema.pricing_tiers,
+                schema.organizations,
+                schema.subscriptions,
+                schema.subscription_changes,
+                schema.credits,
+            )
         }
         partitions = existing_partitions(conn)
         chain = verify_chain(conn)
-        staged = conn.scalar(sa.text("select count(*) from analytics_staging.stg_billing__price_books"))
-    lines = [f"warehouse: {warehouse.safe_url} ({'embedded' if warehouse.embedded else 'configured'})"]
+        staged = conn.scalar(
+            sa.text("select count(*) from analytics_staging.stg_billing__price_books")
+        )
+    lines = [
+        f"warehouse: {warehouse.safe_url} ({'embedded' if warehouse.embedded else 'configured'})"
+    ]
     lines.append("rows: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
-    lines.append(f"usage partitions: {len(partitions)} daily "
-                 f"({min(partitions)} .. {max(partitions)})")
+    lines.append(
+        f"usage partitions: {len(partitions)} daily ({min(partitions)} .. {max(partitions)})"
+    )
     lines.append(f"dbt staging: stg_billing__price_books has {staged} rows")
     lines.append(f"audit log: {chain.rows} rows, chain {'intact' if chain.ok else 'BROKEN'}")
     return lines

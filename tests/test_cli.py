@@ -38,7 +38,9 @@ def test_db_upgrade_current_downgrade(blank_warehouse: Warehouse) -> None:
     synced = billing("catalog", "sync", dsn=dsn)
     assert synced.returncode == 0, synced.stderr
     assert "rows changed" in synced.stdout
-    assert billing("catalog", "sync", dsn=dsn).stdout.startswith("catalog 2026.11.1: 0 rows changed")
+    assert billing("catalog", "sync", dsn=dsn).stdout.startswith(
+        "catalog 2026.11.1: 0 rows changed"
+    )
     downgraded = billing("db", "downgrade", "base", dsn=dsn)
     assert downgraded.returncode == 0, downgraded.stderr
     assert billing("db", "current", dsn=dsn).stdout.strip() == "base"
@@ -48,9 +50,12 @@ def test_audit_verify_exits_one_on_a_broken_chain(warehouse: Warehouse) -> None:
     dsn = warehouse.libpq_url()
     engine = make_engine(warehouse)
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "insert into dictamesh_billing_audit_log (actor, action, entity_type, entity_id)"
-            " values ('cli-test', 'credit.granted', 'credit', '1')"))
+        conn.execute(
+            sa.text(
+                "insert into dictamesh_billing_audit_log (actor, action, entity_type, entity_id)"
+                " values ('cli-test', 'credit.granted', 'credit', '1')"
+            )
+        )
     intact = billing("audit", "verify", dsn=dsn)
     assert intact.returncode == 0 and "intact" in intact.stdout
     with engine.begin() as conn:

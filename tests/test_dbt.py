@@ -24,8 +24,11 @@ def test_dbt_build_is_green_and_checks_pass(warehouse: Warehouse) -> None:
     evaluations = result.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
     with make_engine(warehouse).connect() as conn:
-        tiers = conn.scalar(sa.text(
-            "select count(*) from analytics_staging.stg_billing__pricing_tiers"
-            " where currency = 'JPY'"))
+        tiers = conn.scalar(
+            sa.text(
+                "select count(*) from analytics_staging.stg_billing__pricing_tiers"
+                " where currency = 'JPY'"
+            )
+        )
     assert tiers == 11
     assert billing_dbt_project.manifest_path.exists()

@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_asset_graph_has_the_expected_keys_and_groups() -> None:
     graph = defs.resolve_asset_graph()
-    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.materializable_asset_keys}
+    groups = {
+        key.to_user_string(): graph.get(key).group_name for key in graph.materializable_asset_keys
+    }
     assert groups["usage_partitions"] == "warehouse"
     assert groups["billing/dictamesh_billing_price_books"] == "catalog"
     assert groups["staging/stg_billing__price_books"] == "dbt_staging"

@@ -7,13 +7,22 @@ import sqlalchemy as sa
 from dagster_billing.warehouse.database import Warehouse, make_engine
 from tests.test_cli import billing
 
-TABLES = ("organizations", "subscriptions", "subscription_changes", "promotions", "credits",
-          "audit_log", "price_books")
+TABLES = (
+    "organizations",
+    "subscriptions",
+    "subscription_changes",
+    "promotions",
+    "credits",
+    "audit_log",
+    "price_books",
+)
 
 
 def _counts(warehouse: Warehouse) -> dict[str, int]:
     with make_engine(warehouse).connect() as conn:
-        return {t: conn.scalar(sa.text(f"select count(*) from dictamesh_billing_{t}")) for t in TABLES}
+        return {
+            t: conn.scalar(sa.text(f"select count(*) from dictamesh_billing_{t}")) for t in TABLES
+        }
 
 
 def test_demo_twice_is_idempotent(blank_warehouse: Warehouse) -> None:

@@ -23,7 +23,9 @@ class BillingDbtTranslator(DagsterDbtTranslator):
     project=billing_dbt_project,
     dagster_dbt_translator=BillingDbtTranslator(),
 )
-def billing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+def billing_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+):
     """`dbt build` of the selected models, with their tests as asset checks."""
     warehouse.export_dbt_env()
     yield from dbt.cli(["build"], context=context).stream()

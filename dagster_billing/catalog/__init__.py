@@ -80,7 +80,9 @@ class Catalog(_Strict):
         codes = {c.code for c in self.currencies}
         for plan in self.plans:
             if set(plan.quotas) != metric_ids:
-                raise CatalogError(f"plans.{plan.id}.quotas: must cover exactly {sorted(metric_ids)}")
+                raise CatalogError(
+                    f"plans.{plan.id}.quotas: must cover exactly {sorted(metric_ids)}"
+                )
         if set(self.tiers) != metric_ids:
             raise CatalogError(f"tiers: must cover exactly {sorted(metric_ids)}")
         for metric, tiers in self.tiers.items():

@@ -41,41 +41,65 @@ def catalog_rows(catalog: Catalog) -> dict[sa.Table, list[dict[str, Any]]]:
     v = catalog.version
     rows: dict[sa.Table, list[dict[str, Any]]] = {
         schema.currencies: [
-            {"code": c.code, "minor_units": c.minor_units, "catalog_factor": c.factor,
-             "catalog_version": v}
+            {
+                "code": c.code,
+                "minor_units": c.minor_units,
+                "catalog_factor": c.factor,
+                "catalog_version": v,
+            }
             for c in catalog.currencies
         ],
         schema.metrics: [
-            {"id": m.id, "display_name": m.name, "unit": m.unit, "unit_size": m.unit_size,
-             "aggregation": m.aggregation, "catalog_version": v}
+            {
+                "id": m.id,
+                "display_name": m.name,
+                "unit": m.unit,
+                "unit_size": m.unit_size,
+                "aggregation": m.aggregation,
+                "catalog_version": v,
+            }
             for m in catalog.metrics
         ],
         schema.subscription_plans: [
-            {"id": p.id, "name": p.name, "included_seats": p.included_seats,
-             "seats_sellable": p.seat_price_monthly is not None, "max_adapters": p.max_adapters,
-             "bills_overage": p.bills_overage, "sort_order": i, "catalog_version": v}
+            {
+                "id": p.id,
+                "name": p.name,
+                "included_seats": p.included_seats,
+                "seats_sellable": p.seat_price_monthly is not None,
+                "max_adapters": p.max_adapters,
+                "bills_overage": p.bills_overage,
+                "sort_order": i,
+                "catalog_version": v,
+            }
             for i, p in enumerate(catalog.plans, start=1)
         ],
         schema.plan_quotas: [
-            {"plan_id": p.id, "metric": metric, "included_quantity": quantity,
-             "catalog_version": v}
+            {"plan_id": p.id, "metric": metric, "included_quantity": quantity, "catalog_version": v}
             for p in catalog.plans
             for metric, quantity in p.quotas.items()
         ],
         schema.price_books: [
-            {"plan_id": p.id, "currency": c.code,
-             "monthly_fee": catalog.price(p.monthly_fee, c),
-             "annual_fee": catalog.price(p.annual_fee, c),
-             "seat_price_monthly": None if p.seat_price_monthly is None
-             else catalog.price(p.seat_price_monthly, c),
-             "catalog_version": v}
+            {
+                "plan_id": p.id,
+                "currency": c.code,
+                "monthly_fee": catalog.price(p.monthly_fee, c),
+                "annual_fee": catalog.price(p.annual_fee, c),
+                "seat_price_monthly": None
+                if p.seat_price_monthly is None
+                else catalog.price(p.seat_price_monthly, c),
+                "catalog_version": v,
+            }
             for p in catalog.plans
             for c in catalog.currencies
         ],
         schema.pricing_tiers: [],
         schema.fx_rates: [
-            {"currency": code, "valid_from": date.fromisoformat(catalog.reporting_fx.valid_from),
-             "usd_per_unit": rate, "source": f"catalog {v}"}
+            {
+                "currency": code,
+                "valid_from": date.fromisoformat(catalog.reporting_fx.valid_from),
+                "usd_per_unit": rate,
+                "source": f"catalog {v}",
+            }
             for code, rate in catalog.reporting_fx.usd_per_unit.items()
         ],
     }
@@ -84,9 +108,15 @@ def catalog_rows(catalog: Catalog) -> dict[sa.Table, list[dict[str, Any]]]:
             lower = 0
             for number, tier in enumerate(tiers, start=1):
                 rows[schema.pricing_tiers].append(
-                    {"metric": metric, "currency": c.code, "tier": number, "lower_bound": lower,
-                     "upper_bound": tier.up_to, "unit_price": catalog.price(tier.unit_price, c),
-                     "catalog_version": v}
+                    {
+                        "metric": metric,
+                        "currency": c.code,
+                        "tier": number,
+                        "lower_bound": lower,
+                        "upper_bound": tier.up_to,
+                        "unit_price": catalog.price(tier.unit_price, c),
+                        "catalog_version": v,
+                    }
                 )
                 lower = tier.up_to
     return rows
@@ -94,6 +124,4 @@ def catalog_rows(catalog: Catalog) -> dict[sa.Table, list[dict[str, Any]]]:
 
 def sync_catalog(conn: Connection, catalog: Catalog) -> dict[str, int]:
     """Upsert the whole catalog in the caller's transaction; returns changed rows per table."""
-    return {
-        table.name: _upsert(conn, table, rows) for table, rows in catalog_rows(catalog).items()
-    }
+    return {table.name: _upsert(conn, table, rows) for table, rows in catalog_rows(catalog).items()}

@@ -47,7 +47,9 @@ class Warehouse:
 def _psycopg_url(dsn: str) -> URL:
     url = make_url(dsn.replace("postgres://", "postgresql://", 1))
     if url.get_backend_name() != "postgresql":
-        raise ConfigError(f"BILLING_DATABASE_DSN: must be a postgresql:// URL, got {url.drivername}")
+        raise ConfigError(
+            f"BILLING_DATABASE_DSN: must be a postgresql:// URL, got {url.drivername}"
+        )
     return url.set(drivername="postgresql+psycopg")
 
 

@@ -1,5 +1,6 @@
 """The audit log is append-only and its hash chain detects any rewrite."""
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -12,17 +13,24 @@ from dagster_billing.warehouse import audit
 def _append(engine: Engine, n: int, actor: str = "test") -> None:
     with engine.begin() as conn:
         for i in range(n):
-            audit.record(conn, actor=actor, action="invoice.voided", entity_type="invoice",
-                         entity_id=str(i), payload={"reason": "duplicate", "n": i})
+            audit.record(
+                conn,
+                actor=actor,
+                action="invoice.voided",
+                entity_type="invoice",
+                entity_id=str(i),
+                payload={"reason": "duplicate", "n": i},
+            )
 
 
 def test_each_row_chains_to_the_previous_one(engine: Engine) -> None:
     _append(engine, 3)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "select prev_hash, hash from dictamesh_billing_audit_log order by id")).all()
+        rows = conn.execute(
+            sa.text("select prev_hash, hash from dictamesh_billing_audit_log order by id")
+        ).all()
         assert audit.verify_chain(conn).ok
-    for previous, current in zip(rows, rows[1:], strict=False):
+    for previous, current in itertools.pairwise(rows):
         assert current.prev_hash == previous.hash
 
 

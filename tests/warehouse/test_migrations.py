@@ -9,7 +9,8 @@ from dagster_billing.warehouse import migrate, schema
 SCHEMA_SNAPSHOT = sa.text(
     """
     select 'column' as kind, table_name || '.' || column_name
-           || ' ' || data_type || coalesce('(' || numeric_precision || ',' || numeric_scale || ')', '')
+           || ' ' || data_type
+           || coalesce('(' || numeric_precision || ',' || numeric_scale || ')', '')
            || ' null=' || is_nullable || ' default=' || coalesce(column_default, '') as item
     from information_schema.columns where table_schema = 'public'
     union all
@@ -52,7 +53,9 @@ def test_core_schema_matches_the_migrated_database(engine: Engine) -> None:
     """Python's view of the tables (schema.py) may not drift from the DDL."""
     inspector = sa.inspect(engine)
     database_tables = {t for t in inspector.get_table_names() if t.startswith("dictamesh_billing")}
-    database_tables -= {t for t in database_tables if t.startswith(schema.usage_metrics.name + "_p")}
+    database_tables -= {
+        t for t in database_tables if t.startswith(schema.usage_metrics.name + "_p")
+    }
     assert set(schema.metadata.tables) == database_tables
     for table in schema.metadata.sorted_tables:
         reflected = {c["name"]: c["type"] for c in inspector.get_columns(table.name)}
@@ -74,7 +77,9 @@ def test_core_schema_matches_the_migrated_database(engine: Engine) -> None:
         ("dictamesh_billing_payments", ["idempotency_key"]),
     ],
 )
-def test_idempotency_keys_are_unique_constraints(engine: Engine, table: str, key: list[str]) -> None:
+def test_idempotency_keys_are_unique_constraints(
+    engine: Engine, table: str, key: list[str]
+) -> None:
     uniques = sa.inspect(engine).get_unique_constraints(table)
     assert key in [u["column_names"] for u in uniques]
 

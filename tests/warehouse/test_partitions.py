@@ -22,15 +22,21 @@ HOUR = NOW.replace(minute=0)
 
 
 def _insert_usage(conn: sa.Connection, hour: datetime) -> None:
-    org = conn.scalar(sa.text(
-        "insert into dictamesh_billing_organizations (external_id, name, currency)"
-        " values (:x, 'Partition Test', 'USD')"
-        " on conflict (external_id) do update set name = excluded.name returning id"),
-        {"x": "partition-test"})
-    conn.execute(sa.text(
-        "insert into dictamesh_billing_usage_metrics (organization_id, metric, hour_start,"
-        " quantity, source) values (:org, 'api_calls', :hour, 5, 'api')"),
-        {"org": org, "hour": hour})
+    org = conn.scalar(
+        sa.text(
+            "insert into dictamesh_billing_organizations (external_id, name, currency)"
+            " values (:x, 'Partition Test', 'USD')"
+            " on conflict (external_id) do update set name = excluded.name returning id"
+        ),
+        {"x": "partition-test"},
+    )
+    conn.execute(
+        sa.text(
+            "insert into dictamesh_billing_usage_metrics (organization_id, metric, hour_start,"
+            " quantity, source) values (:org, 'api_calls', :hour, 5, 'api')"
+        ),
+        {"org": org, "hour": hour},
+    )
 
 
 def test_maintenance_creates_a_week_ahead_and_drops_expired_days(engine: Engine) -> None:
