@@ -41,7 +41,7 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _engine():
+def _engine() -> Engine:
     from dagster_billing.warehouse.database import connect
 
     return connect(get_settings())[1]
@@ -123,9 +123,11 @@ def dev(ctx: typer.Context) -> None:
     from dagster_billing.demo import dagster_environment
     from dagster_billing.warehouse.database import connect
 
-    warehouse, _ = connect(get_settings())
+    settings = get_settings()
+    warehouse, _ = connect(settings)
     dagster = str(Path(sys.executable).with_name("dagster"))
     args = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *ctx.args]
     # A child, not exec: this process holds the embedded server and stops it on exit.
-    completed = subprocess.run(args, env={**os.environ, **dagster_environment(warehouse)})
+    env = {**os.environ, **dagster_environment(warehouse, settings)}
+    completed = subprocess.run(args, env=env, check=False)
     raise typer.Exit(completed.returncode)

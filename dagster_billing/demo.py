@@ -127,7 +127,7 @@ DEMO_CHANGES = [
 ]
 
 
-def dagster_environment(warehouse: Warehouse) -> dict[str, str]:
+def dagster_environment(warehouse: Warehouse, settings: Settings) -> dict[str, str]:
     """Environment for Dagster processes: instance storage in database `dagster` on the
     warehouse's server (its own database: Dagster keeps its own alembic_version), unless
     DAGSTER_PG_URL names another; and the warehouse passed on by DSN so run workers join
@@ -136,7 +136,7 @@ def dagster_environment(warehouse: Warehouse) -> dict[str, str]:
         "DAGSTER_HOME": str(PROJECT_ROOT / "dagster_home"),
         "BILLING_DATABASE_DSN": warehouse.libpq_url(),
     }
-    if "DAGSTER_PG_URL" not in os.environ:
+    if settings.dagster_pg_url is None:
         ensure_database(warehouse.url, DAGSTER_DATABASE)
         env["DAGSTER_PG_URL"] = warehouse.libpq_url(DAGSTER_DATABASE, driver="postgresql+psycopg2")
     return env
@@ -291,7 +291,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
         echo(f"catalog: {sum(changed.values())} rows changed")
         created = load_demo_data(conn)
     echo(f"demo data: {created} new rows")
-    materialized = materialize_all(settings, dagster_environment(warehouse))
+    materialized = materialize_all(settings, dagster_environment(warehouse, settings))
     echo(f"materialized {len(materialized)} assets")
     for line in _summary(engine, warehouse):
         echo(line)

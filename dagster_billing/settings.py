@@ -30,6 +30,7 @@ class Settings(BaseSettings):
 
     billing_database_dsn: SecretStr | None = None
     billing_data_dir: Path = PROJECT_ROOT / ".billing"
+    dagster_pg_url: SecretStr | None = None
 
     stripe_api_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
