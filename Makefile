@@ -12,8 +12,9 @@ DBT_SOURCES := dbt_project.yml dbt_project/profiles.yml $(shell find dbt_project
 demo: install
 	$(BIN)/billing demo
 
+# pytest exits 5 when it collects no test; that is not a failure of the suite.
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest || [ $$? -eq 5 ]
 
 dev: install
 	$(BIN)/billing dev
