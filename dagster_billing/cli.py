@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -116,7 +117,7 @@ def demo() -> None:
     run_demo(get_settings(), echo=typer.echo)
 
 
-@app.command("dev", context_settings={"allow_extra_args": True})
+@app.command("dev", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @one_line_errors
 def dev(ctx: typer.Context) -> None:
     """Run the Dagster UI (`dagster dev`) against the warehouse, instance storage included."""
@@ -128,6 +129,8 @@ def dev(ctx: typer.Context) -> None:
     dagster = str(Path(sys.executable).with_name("dagster"))
     args = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *ctx.args]
     # A child, not exec: this process holds the embedded server and stops it on exit.
-    env = {**os.environ, **dagster_environment(warehouse, settings)}
-    completed = subprocess.run(args, env=env, check=False)
-    raise typer.Exit(completed.returncode)
+    # Ctrl-C reaches the child through the terminal; SIGTERM is passed on to it.
+    child = subprocess.Popen(args, env={**os.environ, **dagster_environment(warehouse, settings)})
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    raise typer.Exit(child.wait())

