@@ -18,7 +18,7 @@ def billing(*args: str, dsn: str | None = None, **env: str) -> subprocess.Comple
     if dsn is not None:
         environ["BILLING_DATABASE_DSN"] = dsn
     return subprocess.run(
-        [BILLING, *args], capture_output=True, text=True, env=environ, timeout=120
+        [BILLING, *args], capture_output=True, text=True, env=environ, timeout=600
     )
 
 
