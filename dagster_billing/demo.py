@@ -148,10 +148,22 @@ def _insert_new(conn: Connection, table: sa.Table, row: dict[str, Any]) -> bool:
     return conn.execute(stmt).first() is not None
 
 
-def _id_of(conn: Connection, table: sa.Table, external_id: str) -> int:
-    return conn.execute(
-        sa.select(table.c.id).where(table.c.external_id == external_id)
-    ).scalar_one()
+def _ensure_entity(
+    conn: Connection, table: sa.Table, row: dict[str, Any], entity_type: str
+) -> tuple[int, bool]:
+    """Create an entity keyed by external id, auditing the creation; returns (id, created)."""
+    created = _insert_new(conn, table, row)
+    if created:
+        audit.record(
+            conn,
+            actor="demo",
+            action=f"{entity_type}.created",
+            entity_type=entity_type,
+            entity_id=row["external_id"],
+            payload={k: str(v) for k, v in row.items() if k in ("plan_id", "seats", "currency")},
+        )
+    key = table.c.external_id == row["external_id"]
+    return conn.execute(sa.select(table.c.id).where(key)).scalar_one(), created
 
 
 def load_demo_data(conn: Connection) -> int:
@@ -159,16 +171,10 @@ def load_demo_data(conn: Connection) -> int:
     created = 0
     org_ids: dict[str, int] = {}
     for org in DEMO_ORGANIZATIONS:
-        if _insert_new(conn, schema.organizations, org):
-            created += 1
-            audit.record(
-                conn,
-                actor="demo",
-                action="organization.created",
-                entity_type="organization",
-                entity_id=org["external_id"],
-            )
-        org_ids[org["external_id"]] = _id_of(conn, schema.organizations, org["external_id"])
+        org_ids[org["external_id"]], new = _ensure_entity(
+            conn, schema.organizations, org, "organization"
+        )
+        created += new
     sub_ids: dict[str, int] = {}
     for sub in DEMO_SUBSCRIPTIONS:
         row = {k: v for k, v in sub.items() if k not in ("organization", "start")}
@@ -177,17 +183,10 @@ def load_demo_data(conn: Connection) -> int:
             "billing_anchor": sub["start"],
             "started_at": sub["start"],
         }
-        if _insert_new(conn, schema.subscriptions, row):
-            created += 1
-            audit.record(
-                conn,
-                actor="demo",
-                action="subscription.created",
-                entity_type="subscription",
-                entity_id=sub["external_id"],
-                payload={"plan": sub["plan_id"], "seats": sub["seats"]},
-            )
-        sub_ids[sub["external_id"]] = _id_of(conn, schema.subscriptions, sub["external_id"])
+        sub_ids[sub["external_id"]], new = _ensure_entity(
+            conn, schema.subscriptions, row, "subscription"
+        )
+        created += new
     for change in DEMO_CHANGES:
         row = {k: v for k, v in change.items() if k != "subscription"}
         row["subscription_id"] = sub_ids[change["subscription"]]
