@@ -12,7 +12,8 @@ A1  Change timing.  A change takes effect at ``at``.  A change exactly on a fee 
     (a monthly plan's billing date, an annual plan's yearly anchor) is already in that
     date's advance lines, so it gets no proration pair.  Any other change is prorated on
     the first billing date after it (or on the immediate-cancellation invoice).  Changes
-    at or after ``cancel_at`` are ignored; ``cancel_at <= start`` is rejected.
+    at or after ``cancel_at`` are ignored; ``cancel_at <= start`` is rejected.  Changes
+    sharing one instant apply in listed order, each with its own pairs.
 A2  A "plan change" is a change naming a plan other than the current one; the custom
     ``price_override`` (fee only, never seats) ends at the first one (rule 7).
 A3  Annual plans: ``cancel_at`` on any monthly billing date is "on a billing date"
@@ -45,6 +46,9 @@ A10 Credits belong to the organization (shared by its subscriptions) and exist b
     minor unit.
 A11 Taxable subtotal = max(0, subtotal - discount); total = taxable + tax.  A negative
     subtotal gives discount 0, tax 0, total 0 (rule 10).
+A12 Line order: fee, seats, proration (per change: fee pair, then seats pair; the
+    cancellation credits last), then overage as api_calls, storage, transfer,
+    query_processing.
 """
 
 from __future__ import annotations
