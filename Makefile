@@ -4,8 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-MANIFEST := dbt_project/target/manifest.json
-DBT_SOURCES := dbt_project.yml dbt_project/profiles.yml $(shell find dbt_project/models dbt_project/macros dbt_project/tests dbt_project/seeds -type f 2>/dev/null)
 
 .PHONY: demo test dev lint format install clean
 
@@ -28,18 +26,13 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-install: $(STAMP) $(MANIFEST)
+install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
-
-# dagster-dbt loads the asset graph from the manifest; re-parse when a dbt file changes.
-$(MANIFEST): $(STAMP) $(DBT_SOURCES)
-	$(BIN)/dbt parse --quiet --profiles-dir dbt_project --target-path dbt_project/target
-	touch $(MANIFEST)
 
 clean:
 	rm -rf $(VENV) dbt_project/target .billing

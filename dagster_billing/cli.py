@@ -19,7 +19,10 @@ from dagster_billing.settings import PROJECT_ROOT, ConfigError, get_settings
 if TYPE_CHECKING:  # imported lazily at run time to keep `billing --help` fast
     from sqlalchemy.engine import Engine
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+# Locals stay out of tracebacks: they can hold secrets and megabytes of dbt manifest.
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
+)
 db_app = typer.Typer(no_args_is_help=True, help="Warehouse schema migrations.")
 catalog_app = typer.Typer(no_args_is_help=True, help="The plan and price catalog.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")

@@ -1,5 +1,7 @@
 """The dbt project as Dagster sees it: one `DbtProject`, its manifest parsed once."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 from dagster_dbt import DbtProject
@@ -7,9 +9,45 @@ from dagster_dbt import DbtProject
 from dagster_billing.settings import PROJECT_ROOT
 
 DBT_PROFILES_DIR = PROJECT_ROOT / "dbt_project"
+DBT_SOURCE_DIRS = ("models", "macros", "tests", "seeds")
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
 billing_dbt_project = DbtProject(
     project_dir=PROJECT_ROOT,
     profiles_dir=DBT_PROFILES_DIR,
     target_path=Path("dbt_project/target"),
 )
+
+
+def manifest_is_stale(project: DbtProject = billing_dbt_project) -> bool:
+    """A manifest older than any dbt file would name tests and models dbt no longer has,
+    and dagster-dbt fails mid-run on the first unknown id."""
+    manifest = project.manifest_path
+    if not manifest.exists():
+        return True
+    sources = [PROJECT_ROOT / "dbt_project.yml", DBT_PROFILES_DIR / "profiles.yml"]
+    for folder in DBT_SOURCE_DIRS:
+        sources.extend(p for p in (DBT_PROFILES_DIR / folder).rglob("*") if p.is_file())
+    newest = max(p.stat().st_mtime for p in sources)
+    return newest > manifest.stat().st_mtime
+
+
+def parse_manifest(project: DbtProject = billing_dbt_project) -> None:
+    """`dbt parse` needs no database: the profile's env_var() lookups have defaults."""
+    subprocess.run(
+        [
+            DBT_EXECUTABLE,
+            "parse",
+            "--quiet",
+            "--profiles-dir",
+            str(project.profiles_dir),
+            "--target-path",
+            str(project.target_path),
+        ],
+        cwd=project.project_dir,
+        check=True,
+    )
+
+
+if manifest_is_stale():
+    parse_manifest()

@@ -1,15 +1,12 @@
 """The one `Definitions` object: assets, checks, jobs, schedules, sensors, resources."""
 
-import sys
-from pathlib import Path
-
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from dagster_billing.assets.catalog import billing_catalog
 from dagster_billing.assets.rating import billing_dbt_models
 from dagster_billing.assets.warehouse import usage_partitions
-from dagster_billing.dbt_project import billing_dbt_project
+from dagster_billing.dbt_project import DBT_EXECUTABLE, billing_dbt_project
 from dagster_billing.resources import WarehouseResource
 from dagster_billing.schedules import jobs, schedules
 from dagster_billing.sensors import sensors
@@ -24,7 +21,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "dbt": DbtCliResource(
             project_dir=billing_dbt_project,
             profiles_dir=str(billing_dbt_project.profiles_dir),
-            dbt_executable=str(Path(sys.executable).with_name("dbt")),
+            dbt_executable=DBT_EXECUTABLE,
         ),
     }
 
