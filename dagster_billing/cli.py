@@ -26,9 +26,13 @@ app = typer.Typer(
 db_app = typer.Typer(no_args_is_help=True, help="Warehouse schema migrations.")
 catalog_app = typer.Typer(no_args_is_help=True, help="The plan and price catalog.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+usage_app = typer.Typer(no_args_is_help=True, help="Metered usage: import and inspect.")
+invoice_app = typer.Typer(no_args_is_help=True, help="Invoices: preview and documents.")
 app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(audit_app, name="audit")
+app.add_typer(usage_app, name="usage")
+app.add_typer(invoice_app, name="invoice")
 
 
 def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:

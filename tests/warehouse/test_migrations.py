@@ -36,7 +36,7 @@ def _snapshot(engine: Engine) -> list[tuple[str, str]]:
 
 def test_upgrade_downgrade_upgrade_round_trip(blank_engine: Engine) -> None:
     migrate.upgrade(blank_engine)
-    assert migrate.current_revision(blank_engine) == "0001_initial"
+    assert migrate.current_revision(blank_engine) == migrate.head_revision()
     first = _snapshot(blank_engine)
     assert any("dictamesh_billing_audit_log_chain" in item for _, item in first)
 
