@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from dagster_billing.catalog import CatalogError, load_catalog
+from dagster_billing.rating.scenario import ScenarioError
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, get_settings
 
 if TYPE_CHECKING:  # imported lazily at run time to keep `billing --help` fast
@@ -42,7 +43,7 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, CatalogError) as exc:
+        except (ConfigError, CatalogError, ScenarioError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
@@ -113,6 +114,31 @@ def audit_verify() -> None:
         typer.echo(f"audit log broken at id {report.broken_at}: {report.reason}", err=True)
         raise typer.Exit(1)
     typer.echo(f"audit log intact: {report.rows} rows")
+
+
+@app.command("simulate")
+@one_line_errors
+def simulate(
+    scenario_file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Bill a scenario (SCENARIO_FORMAT.md) with the production models, in isolation."""
+    import json
+
+    from dagster_billing.rating import simulate as sim
+    from dagster_billing.rating.scenario import parse_scenario
+    from dagster_billing.warehouse.database import connect
+
+    settings = get_settings()
+    try:
+        raw = sim.load_yaml(scenario_file)
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from None
+    warehouse, engine = connect(settings)
+    with engine.connect() as conn:
+        scenario = parse_scenario(raw, sim.read_catalog(conn))
+    result = sim.simulate(engine, warehouse, settings, scenario)
+    typer.echo(json.dumps(result, indent=2) if as_json else sim.render_table(result))
 
 
 @app.command("demo")
