@@ -8,6 +8,7 @@ against the catalog the warehouse holds, which the caller passes in.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -157,10 +158,10 @@ def _organization(raw: dict[str, Any], where: str, catalog: Catalog) -> Organiza
         percent, amount = promo.get("percent_off"), promo.get("amount_off")
         if (percent is None) == (amount is None):
             raise ScenarioError(f"{at}: give exactly one of percent_off and amount_off")
-        if percent is not None and not 0 < _decimal(percent, f"{at}.percent_off") <= 100:
-            raise ScenarioError(f"{at}.percent_off: must be in (0, 100], got {percent}")
-        if amount is not None and _decimal(amount, f"{at}.amount_off") == 0:
-            raise ScenarioError(f"{at}.amount_off: must be > 0")
+        if percent is not None and _decimal(percent, f"{at}.percent_off") > 100:
+            raise ScenarioError(f"{at}.percent_off: must be at most 100, got {percent}")
+        if amount is not None:
+            _decimal(amount, f"{at}.amount_off")
         duration = promo.get("duration_periods")
         promotions.append(
             (
@@ -221,7 +222,7 @@ def _subscription(
             )
         )
     changes.sort(key=lambda c: c.at)
-    for earlier, later in zip(changes, changes[1:], strict=False):
+    for earlier, later in itertools.pairwise(changes):
         if earlier.at == later.at:
             raise ScenarioError(f"{where}.changes: two changes at {later.at.isoformat()}")
     subscription = Subscription(
@@ -297,7 +298,7 @@ def _check_overlaps(subscriptions: list[Subscription]) -> None:
         by_org[sub.organization].append((i, sub))
     for entries in by_org.values():
         entries.sort(key=lambda e: e[1].start)
-        for (_, first), (j, second) in zip(entries, entries[1:], strict=False):
+        for (_, first), (j, second) in itertools.pairwise(entries):
             if first.cancel_at is None or first.cancel_at > second.start:
                 raise ScenarioError(
                     f"subscriptions[{j}].start: overlaps subscription {first.id!r}"

@@ -59,7 +59,8 @@ class SimulationError(RuntimeError):
 
 def read_catalog(conn: Connection, schema: str = "public") -> Catalog:
     """The names a scenario may use, from the warehouse's catalog tables."""
-    if conn.scalar(sa.text(f"select to_regclass('{schema}.dictamesh_billing_price_books')")) is None:
+    price_books = f"{schema}.dictamesh_billing_price_books"
+    if conn.scalar(sa.text(f"select to_regclass('{price_books}')")) is None:
         raise ConfigError(
             "warehouse: no catalog yet; run `billing db upgrade` and `billing catalog sync`"
         )
@@ -119,7 +120,9 @@ def load_scenario(conn: Connection, schema: str, scenario: Scenario) -> None:
             ),
             vars(org),
         ).scalar_one()
-        for position, (percent, amount, duration) in enumerate(org.promotions, start=1):
+        # a zero discount changes nothing, and the table only holds real ones
+        promotions = [p for p in org.promotions if p[0] or p[1]]
+        for position, (percent, amount, duration) in enumerate(promotions, start=1):
             conn.execute(
                 sa.text(
                     f"insert into {schema}.dictamesh_billing_promotions (organization_id, code,"
@@ -232,6 +235,10 @@ def _money(value: Decimal, minor_units: int) -> str:
     return format(value.quantize(Decimal(1).scaleb(-minor_units)), "f")
 
 
+def _six(value: Decimal) -> str:
+    return format(value.quantize(Decimal("0.000001")), "f")
+
+
 def _plain(value: Decimal) -> str:
     """Quantities print without padding zeros: "2456.789", "1"."""
     text = format(value.normalize(), "f")
@@ -263,9 +270,11 @@ def collect_invoices(conn: Connection, schema: str) -> list[dict[str, Any]]:
             item = {"kind": line["kind"], "description": line["description"]}
             if line["metric"] is not None:
                 item["metric"] = line["metric"]
-            item["quantity"] = _plain(line["quantity"])
+            # a proration's quantity is its fraction, to the 6 decimals it was rounded to
+            quantity = line["quantity"]
+            item["quantity"] = _six(quantity) if line["kind"] == "proration" else _plain(quantity)
             if line["kind"] != "overage" and line["unit_amount"] is not None:
-                item["unit_amount"] = format(line["unit_amount"].quantize(Decimal("0.000001")), "f")
+                item["unit_amount"] = _six(line["unit_amount"])
             item["amount"] = _money(line["amount"], units)
             if line["tier_detail"]:
                 item["tiers"] = line["tier_detail"]

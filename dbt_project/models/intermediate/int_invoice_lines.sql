@@ -1,3 +1,4 @@
+{{ config(materialized='table') }}
 -- Every draft line in RATE_CARD.md order (fee, seats, proration, overage), each rounded
 -- half up (away from zero) to its currency's minor unit (step 5; JPY has none).
 with schedule as (

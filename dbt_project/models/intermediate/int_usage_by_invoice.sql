@@ -1,7 +1,6 @@
-{{ config(materialized='table') }}
 -- Usage each invoice bills in arrears: the sum of hourly rows in [arrears_start,
--- arrears_end) per organization and metric. The one scan of the usage table; a table so
--- the line models read it once.
+-- arrears_end) per organization and metric: the one scan of the usage table, read once
+-- by int_invoice_lines (a table) for the whole window.
 with schedule as (
     select * from {{ ref('int_invoice_schedule') }}
     where has_arrears and {{ in_billing_window('billing_date') }}
