@@ -118,7 +118,7 @@ final as (
         currency,
         minor_units,
         subtotal,
-        greatest(subtotal, 0) - taxable_subtotal as discount,
+        (greatest(subtotal, 0) - taxable_subtotal)::numeric(20, 6) as discount,
         tax_rate,
         round(taxable_subtotal * tax_rate, minor_units)::numeric(20, 6) as tax,
         (taxable_subtotal + round(taxable_subtotal * tax_rate, minor_units))::numeric(20, 6)
