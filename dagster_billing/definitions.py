@@ -4,10 +4,10 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from dagster_billing.assets.catalog import billing_catalog
-from dagster_billing.assets.rating import billing_dbt_models
+from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.assets.warehouse import usage_partitions
 from dagster_billing.dbt_project import DBT_EXECUTABLE, billing_dbt_project
-from dagster_billing.resources import WarehouseResource
+from dagster_billing.resources import RatingResource, WarehouseResource
 from dagster_billing.schedules import jobs, schedules
 from dagster_billing.sensors import sensors
 from dagster_billing.settings import Settings, get_settings
@@ -18,6 +18,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     dsn = dg.EnvVar("BILLING_DATABASE_DSN") if settings.billing_database_dsn else None
     return {
         "warehouse": WarehouseResource(dsn=dsn, data_dir=str(settings.billing_data_dir)),
+        "rating": RatingResource.from_settings(settings),
         "dbt": DbtCliResource(
             project_dir=billing_dbt_project,
             profiles_dir=str(billing_dbt_project.profiles_dir),
@@ -27,7 +28,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[billing_catalog, usage_partitions, billing_dbt_models],
+    assets=[billing_catalog, usage_partitions, billing_dbt_models, billing_invoice_models],
     jobs=jobs,
     schedules=schedules,
     sensors=sensors,

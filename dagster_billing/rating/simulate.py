@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from dagster_billing.dbt_project import DBT_EXECUTABLE, DBT_PROFILES_DIR
-from dagster_billing.rating import dbt_vars
 from dagster_billing.rating.scenario import Catalog, Scenario
+from dagster_billing.resources.rating import RatingResource
 from dagster_billing.resources.warehouse import dbt_env
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, Settings
 from dagster_billing.warehouse.database import Warehouse
@@ -206,7 +206,8 @@ def run_invoice_models(
     warehouse: Warehouse, schema: str, settings: Settings, as_of: datetime
 ) -> None:
     """dbt run of the invoice marts and what they depend on, billing dates <= as_of."""
-    window = dbt_vars(settings, datetime(1970, 1, 1, tzinfo=UTC), as_of + timedelta(microseconds=1))
+    rules = RatingResource.from_settings(settings)
+    window = rules.dbt_vars(datetime(1970, 1, 1, tzinfo=UTC), as_of + timedelta(microseconds=1))
     variables = {**window, "billing_source_schema": schema}
     env = {**os.environ, **dbt_env(warehouse, schema), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     with tempfile.TemporaryDirectory(prefix="billing-sim-dbt-") as target:

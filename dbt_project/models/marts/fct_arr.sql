@@ -1,3 +1,4 @@
+{{ config(tags=['billing_daily']) }}
 -- Annual recurring revenue: MRR x 12 per organization and month, same movements.
 with mrr as (
     select * from {{ ref('fct_mrr') }}

@@ -1,3 +1,4 @@
+{{ config(tags=['billing_daily']) }}
 -- Monthly recurring revenue per organization and calendar month (UTC), measured at the
 -- month's last instant: the fee and extra seats in effect then, annual amounts / 12,
 -- list prices (or the custom override) before promotions and tax. Movements compare

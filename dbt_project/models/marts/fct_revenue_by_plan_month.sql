@@ -1,3 +1,4 @@
+{{ config(tags=['billing_daily']) }}
 -- Billed revenue (draft invoice lines, before discounts and tax) per plan, calendar
 -- month of the billing date, and currency, with the USD equivalent for reporting.
 with lines as (
