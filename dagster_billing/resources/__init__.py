@@ -1,5 +1,6 @@
 """Resources: one per outside system, each built from settings in `definitions.py`."""
 
+from dagster_billing.resources.prometheus import PrometheusResource, PrometheusUnavailableError
 from dagster_billing.resources.warehouse import WarehouseResource
 
-__all__ = ["WarehouseResource"]
+__all__ = ["PrometheusResource", "PrometheusUnavailableError", "WarehouseResource"]
