@@ -1,0 +1,337 @@
+"""Bulk usage import: CSV or JSON Lines through COPY, validated in SQL, merged in one go.
+
+The file streams byte for byte into a temporary table (COPY is the fastest way into
+Postgres and Python never parses a row); SQL checks every row at once and names the line
+and field of each problem; valid rows are deduplicated and upserted into the partitioned
+usage table. A file with bad rows loads nothing unless `skip_invalid`: half a file is
+harder to repair than none.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from dagster_billing.usage.hourly import HOUR
+from dagster_billing.usage.store import record_adjustments
+from dagster_billing.warehouse.partitions import ensure_partitions_for
+
+COLUMNS = ("organization", "metric", "hour", "timestamp", "quantity", "idempotency_key")
+REQUIRED = ("organization", "metric", "quantity")
+CHUNK = 1 << 20
+QUANTITY_PATTERN = r"^[0-9]{1,18}(\.[0-9]{1,6})?$"
+
+
+class UsageImportError(Exception):
+    """The file cannot be imported as a whole (format, header, or bad rows)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+
+
+@dataclass
+class ImportResult:
+    rows_read: int = 0
+    rows_invalid: int = 0
+    rows_duplicate: int = 0
+    rows_written: int = 0
+    adjustments: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    raise UsageImportError(f"{path.name}: unknown format; use .csv or .jsonl")
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        first = handle.readline()
+    header = next(csv.reader(io.StringIO(first)), [])
+    names = [name.strip() for name in header]
+    unknown = [name for name in names if name not in COLUMNS]
+    if unknown:
+        raise UsageImportError(
+            f"{path.name}: line 1: unknown column {unknown[0]!r} (expected {', '.join(COLUMNS)})"
+        )
+    missing = [name for name in REQUIRED if name not in names]
+    if missing:
+        raise UsageImportError(f"{path.name}: line 1: missing column {missing[0]!r}")
+    if "hour" not in names and "timestamp" not in names:
+        raise UsageImportError(f"{path.name}: line 1: needs an 'hour' or 'timestamp' column")
+    if len(set(names)) != len(names):
+        raise UsageImportError(f"{path.name}: line 1: a column is named twice")
+    return names
+
+
+def _stream(conn: Connection, path: Path, copy_sql: str) -> str:
+    """COPY the file's bytes as they are; returns its sha256. COPY's own errors (a row
+    with the wrong number of fields) name the line."""
+    digest = hashlib.sha256()
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(copy_sql) as copy, path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                copy.write(chunk)
+    except Exception as exc:
+        context = getattr(getattr(exc, "diag", None), "context", None) or ""
+        line = (
+            context.rsplit("line ", 1)[-1].split(",")[0].split(":")[0]
+            if "line " in context
+            else "?"
+        )
+        reason = str(exc).splitlines()[0]
+        raise UsageImportError(f"{path.name}: line {line}: malformed row: {reason}") from None
+    return digest.hexdigest()
+
+
+def _load(conn: Connection, path: Path) -> str:
+    """Fill temp table `usage_import_stage` (line, organization, ..., idempotency_key)."""
+    columns = ", ".join(f"{name} text" for name in COLUMNS)
+    if _format(path) == "csv":
+        names = _csv_header(path)
+        conn.execute(
+            sa.text(
+                "create temp table usage_import_stage (line bigint generated always as identity"
+                f" (start with 2), {columns}) on commit drop"
+            )
+        )
+        return _stream(
+            conn,
+            path,
+            f"copy usage_import_stage ({', '.join(names)}) from stdin (format csv, header true)",
+        )
+    conn.execute(
+        sa.text(
+            "create temp table usage_import_lines (line bigint generated always as identity,"
+            " doc text) on commit drop"
+        )
+    )
+    # JSON never contains raw control characters, so \x01 and \x02 can be delimiter and
+    # quote: each line arrives verbatim, backslashes included.
+    digest = _stream(
+        conn,
+        path,
+        "copy usage_import_lines (doc) from stdin (format csv, delimiter e'\\x01', quote e'\\x02')",
+    )
+    fields = ", ".join(
+        f"case when j.ok and jsonb_typeof(j.d) = 'object' then j.d ->> '{name}' end as {name}"
+        for name in COLUMNS
+    )
+    conn.execute(
+        sa.text(
+            f"create temp table usage_import_stage on commit drop as select l.line, {fields},"
+            " case when l.doc is null or btrim(l.doc) = '' then 'blank'"
+            " when not j.ok or jsonb_typeof(j.d) <> 'object' then 'json' end as json_problem"
+            " from usage_import_lines l cross join lateral (select"
+            " coalesce(dictamesh_billing_is_valid(l.doc, 'jsonb'), false) as ok) v"
+            " cross join lateral (select v.ok, case when v.ok then cast(l.doc as jsonb) end as d) j"
+        )
+    )
+    return digest
+
+
+_CHECK = f"""
+create temp table usage_import_checked on commit drop as
+with hours as (
+    select t, case when dictamesh_billing_is_valid(t, 'timestamptz')
+                   then cast(t as timestamptz) end as at
+    from (select distinct coalesce(hour, "timestamp") as t from usage_import_stage) d
+),
+orgs as (
+    select o.external_id, o.id from dictamesh_billing_organizations o
+    where o.external_id in (select distinct organization from usage_import_stage)
+),
+rows as (
+    select s.line, s.organization, s.metric, s.quantity, s.idempotency_key, {{json}}
+           s.hour, s."timestamp", o.id as organization_id, m.id as metric_id,
+           case when s.hour is not null then h.at
+                else date_trunc('hour', h.at, 'UTC') end as hour_start,
+           h.at
+    from usage_import_stage s
+    left join orgs o on o.external_id = s.organization
+    left join dictamesh_billing_metrics m on m.id = s.metric
+    left join hours h on h.t = coalesce(s.hour, s."timestamp")
+)
+select line, organization_id, metric, hour_start,
+       case when quantity ~ '{QUANTITY_PATTERN}' then cast(quantity as numeric(24, 6)) end
+           as quantity,
+       nullif(idempotency_key, '') as idempotency_key,
+       case
+           {{json_case}}
+           when coalesce(organization, '') = '' then 'organization: required'
+           when organization_id is null
+               then 'organization: unknown organization ' || quote_literal(organization)
+           when coalesce(metric, '') = '' then 'metric: required'
+           when metric_id is null then 'metric: unknown metric ' || quote_literal(metric)
+           when hour is null and "timestamp" is null then 'hour: required (hour or timestamp)'
+           when at is null then
+               (case when hour is not null then 'hour' else 'timestamp' end)
+               || ': not a timestamp, got ' || quote_literal(coalesce(hour, "timestamp"))
+           when hour is not null and date_trunc('hour', at, 'UTC') <> at
+               then 'hour: must be the start of an hour, got ' || quote_literal(hour)
+           when coalesce(quantity, '') = '' then 'quantity: required'
+           when quantity !~ '{QUANTITY_PATTERN}'
+               then 'quantity: must be a decimal >= 0 with at most 6 decimals, got '
+                    || quote_literal(quantity)
+       end as problem
+from rows
+"""
+
+# Repeats of one organization, metric and hour: an identical row (same quantity and key)
+# is a duplicate and skipped; anything else is a conflict the file must resolve.
+_DUPLICATES = """
+create temp table usage_import_dupes on commit drop as
+select line, first_line, same from (
+    select line,
+           first_value(line) over w as first_line,
+           quantity = first_value(quantity) over w
+               and idempotency_key is not distinct from first_value(idempotency_key) over w
+               as same,
+           row_number() over w as n
+    from usage_import_checked
+    where problem is null and (organization_id, metric, hour_start) in (
+        select organization_id, metric, hour_start from usage_import_checked
+        where problem is null group by 1, 2, 3 having count(*) > 1)
+    window w as (partition by organization_id, metric, hour_start order by line)
+) d where n > 1
+"""
+
+# One idempotency key names one row: a key repeated for different values is a conflict.
+_KEY_REUSE = """
+select line, first_line from (
+    select c.line,
+           first_value(c.line) over w as first_line,
+           (c.organization_id, c.metric, c.hour_start, c.quantity) is distinct from (
+               first_value(c.organization_id) over w, first_value(c.metric) over w,
+               first_value(c.hour_start) over w, first_value(c.quantity) over w) as differs
+    from usage_import_checked c
+    where c.problem is null and c.idempotency_key in (
+        select idempotency_key from usage_import_checked
+        where problem is null and idempotency_key is not null
+        group by idempotency_key having count(*) > 1)
+    window w as (partition by c.idempotency_key order by c.line)
+) k where differs
+"""
+
+
+def import_usage(
+    conn: Connection, path: Path, skip_invalid: bool = False, max_problems: int = 100
+) -> ImportResult:
+    """Import `path` in the caller's transaction; raises UsageImportError (nothing
+    written) when rows are bad and `skip_invalid` is false."""
+    conn.execute(sa.text("set local timezone = 'UTC'"))  # a timestamp without offset is UTC
+    digest = _load(conn, path)
+    is_jsonl = _format(path) == "jsonl"
+    conn.execute(
+        sa.text(
+            _CHECK.replace("{json}", "s.json_problem," if is_jsonl else "").replace(
+                "{json_case}",
+                "when json_problem = 'blank' then 'line: blank'"
+                " when json_problem = 'json' then 'line: not a JSON object'"
+                if is_jsonl
+                else "",
+            )
+        )
+    )
+    conn.execute(sa.text(_DUPLICATES))
+    conn.execute(
+        sa.text(
+            "update usage_import_checked c set problem = 'organization, metric, hour: conflicts"
+            " with line ' || d.first_line from usage_import_dupes d where c.line = d.line and"
+            " not d.same"
+        )
+    )
+    conn.execute(
+        sa.text(
+            f"update usage_import_checked c set problem = 'idempotency_key: used by line '"
+            f" || r.first_line || ' for a different row' from ({_KEY_REUSE}) r"
+            " where c.line = r.line"
+        )
+    )
+    result = ImportResult()
+    result.rows_read = conn.scalar(sa.text("select count(*) from usage_import_checked"))
+    result.rows_invalid = conn.scalar(
+        sa.text("select count(*) from usage_import_checked where problem is not null")
+    )
+    result.problems = [
+        f"line {line}: {problem}"
+        for line, problem in conn.execute(
+            sa.text(
+                "select line, problem from usage_import_checked where problem is not null"
+                " order by line limit :n"
+            ),
+            {"n": max_problems},
+        )
+    ]
+    if result.rows_invalid and not skip_invalid:
+        raise UsageImportError(
+            f"{path.name}: {result.rows_invalid} of {result.rows_read} rows invalid; nothing"
+            " imported (fix them, or pass --skip-invalid to import the rest)",
+            result.problems,
+        )
+    conn.execute(
+        sa.text(
+            "delete from usage_import_checked c where problem is not null or exists"
+            " (select 1 from usage_import_dupes d where d.line = c.line)"
+        )
+    )
+    result.rows_duplicate = conn.scalar(
+        sa.text("select count(*) from usage_import_dupes where same")
+    )
+    first, last = conn.execute(
+        sa.text("select min(hour_start), max(hour_start) from usage_import_checked")
+    ).one()
+    if first is not None:
+        ensure_partitions_for(conn, first, last + HOUR)
+        result.adjustments = record_adjustments(
+            conn,
+            "select c.organization_id, c.metric, c.hour_start,"
+            " coalesce(u.quantity, 0) as old_quantity, c.quantity as new_quantity"
+            " from usage_import_checked c left join dictamesh_billing_usage_metrics u"
+            " on u.organization_id = c.organization_id and u.metric = c.metric"
+            " and u.hour_start = c.hour_start",
+            {},
+            "import",
+        )
+        result.rows_written = conn.execute(
+            sa.text(
+                "insert into dictamesh_billing_usage_metrics as u (organization_id, metric,"
+                " hour_start, quantity, source, idempotency_key)"
+                " select organization_id, metric, hour_start, quantity, 'import', idempotency_key"
+                " from usage_import_checked order by hour_start, organization_id, metric"
+                " on conflict (organization_id, metric, hour_start) do update"
+                " set quantity = excluded.quantity, source = excluded.source,"
+                " idempotency_key = excluded.idempotency_key, ingested_at = now()"
+                " where (u.quantity, u.source, u.idempotency_key) is distinct from"
+                " (excluded.quantity, excluded.source, excluded.idempotency_key)"
+            )
+        ).rowcount
+    conn.execute(
+        sa.text(
+            "insert into dictamesh_billing_usage_imports (file_name, file_sha256, rows_read,"
+            " rows_invalid, rows_duplicate, rows_written) values (:name, :sha, :read,"
+            " :invalid, :duplicate, :written)"
+        ),
+        {
+            "name": path.name,
+            "sha": digest,
+            "read": result.rows_read,
+            "invalid": result.rows_invalid,
+            "duplicate": result.rows_duplicate,
+            "written": result.rows_written,
+        },
+    )
+    return result
