@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -63,3 +63,35 @@ def usage_rows(engine: Engine, hour: datetime) -> dict[tuple[str, str], Decimal]
             {"hour": hour},
         )
         return {(org, metric): quantity for org, metric, quantity in rows}
+
+
+def create_subscription(
+    engine: Engine, organization_id: int, plan: str, anchor: datetime, external_id: str
+) -> int:
+    with engine.begin() as conn:
+        return conn.scalar(
+            sa.text(
+                "insert into dictamesh_billing_subscriptions (external_id, organization_id,"
+                " plan_id, billing_cycle, seats, billing_anchor, started_at)"
+                " values (:x, :org, :plan, 'monthly', 1, :anchor, :anchor) returning id"
+            ),
+            {"x": external_id, "org": organization_id, "plan": plan, "anchor": anchor},
+        )
+
+
+def insert_usage(
+    engine: Engine, organization_id: int, metric: str, hour: datetime, quantity: Decimal | int
+) -> None:
+    from dagster_billing.warehouse.partitions import ensure_partitions_for
+
+    with engine.begin() as conn:
+        ensure_partitions_for(conn, hour, hour + timedelta(hours=1))
+        conn.execute(
+            sa.text(
+                "insert into dictamesh_billing_usage_metrics (organization_id, metric,"
+                " hour_start, quantity, source) values (:org, :metric, :hour, :q, 'api')"
+                " on conflict (organization_id, metric, hour_start)"
+                " do update set quantity = excluded.quantity"
+            ),
+            {"org": organization_id, "metric": metric, "hour": hour, "q": quantity},
+        )
