@@ -141,6 +141,36 @@ def simulate(
     typer.echo(json.dumps(result, indent=2) if as_json else sim.render_table(result))
 
 
+@usage_app.command("import")
+@one_line_errors
+def usage_import(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Import the valid rows of a file that has bad ones."
+    ),
+) -> None:
+    """Import hourly usage from CSV or JSON Lines (organization, metric, hour or timestamp,
+    quantity, optional idempotency_key). A file with bad rows imports nothing unless
+    --skip-invalid; every bad row is reported by line and field."""
+    from dagster_billing.usage.importer import UsageImportError, import_usage
+
+    try:
+        with _engine().begin() as conn:
+            result = import_usage(conn, file, skip_invalid=skip_invalid)
+    except UsageImportError as exc:
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for problem in result.problems:
+        typer.echo(f"  skipped {problem}", err=True)
+    typer.echo(
+        f"{file.name}: {result.rows_read} rows read, {result.rows_written} written,"
+        f" {result.rows_duplicate} duplicates, {result.rows_invalid} invalid skipped,"
+        f" {result.adjustments} adjustments to invoiced hours"
+    )
+
+
 @app.command("demo")
 @one_line_errors
 def demo() -> None:

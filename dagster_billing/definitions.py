@@ -5,9 +5,10 @@ from dagster_dbt import DbtCliResource
 
 from dagster_billing.assets.catalog import billing_catalog
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
+from dagster_billing.assets.usage import usage_daily, usage_hourly
 from dagster_billing.assets.warehouse import usage_partitions
 from dagster_billing.dbt_project import DBT_EXECUTABLE, billing_dbt_project
-from dagster_billing.resources import RatingResource, WarehouseResource
+from dagster_billing.resources import PrometheusResource, RatingResource, WarehouseResource
 from dagster_billing.schedules import jobs, schedules
 from dagster_billing.sensors import sensors
 from dagster_billing.settings import Settings, get_settings
@@ -19,6 +20,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
         "warehouse": WarehouseResource(dsn=dsn, data_dir=str(settings.billing_data_dir)),
         "rating": RatingResource.from_settings(settings),
+        "prometheus": PrometheusResource(
+            url=str(settings.prometheus_url) if settings.prometheus_url else None
+        ),
         "dbt": DbtCliResource(
             project_dir=billing_dbt_project,
             profiles_dir=str(billing_dbt_project.profiles_dir),
@@ -28,7 +32,14 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[billing_catalog, usage_partitions, billing_dbt_models, billing_invoice_models],
+    assets=[
+        billing_catalog,
+        usage_partitions,
+        usage_hourly,
+        usage_daily,
+        billing_dbt_models,
+        billing_invoice_models,
+    ],
     jobs=jobs,
     schedules=schedules,
     sensors=sensors,
