@@ -222,6 +222,7 @@ def finalize_drafts(
                 "status": "draft",
                 "subtotal": d.subtotal,
                 "discount": d.discount,
+                "tax_rate": d.tax_rate,
                 "tax": d.tax,
                 "total": d.total,
                 "credits_applied": d.credits_applied,

@@ -211,6 +211,7 @@ invoices = _table(
     Column("updated_at", TIMESTAMPTZ),
     Column("invoice_key", Text),
     Column("overdue_at", TIMESTAMPTZ),
+    Column("tax_rate", Numeric(9, 6)),
 )
 
 invoice_number_counters = _table(

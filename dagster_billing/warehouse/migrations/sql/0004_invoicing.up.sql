@@ -11,10 +11,12 @@ create table dictamesh_billing_invoice_number_counters (
 );
 
 -- The draft's key in the rating marts, so adjustment lines can find the invoice they
--- correct; overdue_at is set once, when an open invoice is first seen past its due date.
+-- correct; overdue_at is set once, when an open invoice is first seen past its due date;
+-- tax_rate is the rate the rating applied, printed on the document.
 alter table dictamesh_billing_invoices
     add column invoice_key text unique,
-    add column overdue_at timestamptz;
+    add column overdue_at timestamptz,
+    add column tax_rate numeric(9, 6) check (tax_rate >= 0 and tax_rate < 1);
 
 create index dictamesh_billing_invoices_open_due
     on dictamesh_billing_invoices (due_at) where status = 'open' and overdue_at is null;
@@ -42,11 +44,13 @@ begin
     end if;
     if (new.number, new.invoice_key, new.organization_id, new.subscription_id,
         new.period_start, new.period_end, new.currency, new.subtotal, new.discount,
-        new.tax, new.total, new.credits_applied, new.amount_due, new.issued_at, new.due_at)
+        new.tax_rate, new.tax, new.total, new.credits_applied, new.amount_due,
+        new.issued_at, new.due_at)
        is distinct from
        (old.number, old.invoice_key, old.organization_id, old.subscription_id,
         old.period_start, old.period_end, old.currency, old.subtotal, old.discount,
-        old.tax, old.total, old.credits_applied, old.amount_due, old.issued_at, old.due_at)
+        old.tax_rate, old.tax, old.total, old.credits_applied, old.amount_due,
+        old.issued_at, old.due_at)
     then
         raise exception 'invoice %: finalized invoices are immutable (amounts, number, dates)',
             old.number using errcode = 'integrity_constraint_violation';
