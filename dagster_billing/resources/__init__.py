@@ -1,5 +1,6 @@
 """Resources: one per outside system, each built from settings in `definitions.py`."""
 
+from dagster_billing.resources.invoicing import InvoicingResource
 from dagster_billing.resources.warehouse import WarehouseResource
 
-__all__ = ["WarehouseResource"]
+__all__ = ["InvoicingResource", "WarehouseResource"]
