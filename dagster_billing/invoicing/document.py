@@ -17,6 +17,7 @@ from babel.numbers import format_decimal, format_percent, get_currency_precision
 from sqlalchemy.engine import Connection
 
 from dagster_billing.invoicing import InvoicingError
+from dagster_billing.invoicing.marts import DraftInvoice
 from dagster_billing.warehouse.schema import (
     credits,
     invoice_line_items,
@@ -209,3 +210,35 @@ def _context(head: Any, lines: list[Any], applied: list[Any], seller: Seller) ->
         "void_reason": head["void_reason"] or "",
         "payment_instructions": seller.payment_instructions,
     }
+
+
+def preview_lines(conn: Connection, draft: DraftInvoice) -> list[str]:
+    """A draft as plain text for the terminal, formatted like its PDF will be."""
+    locale = conn.scalar(
+        sa.select(organizations.c.locale).where(organizations.c.id == draft.organization_id)
+    )
+    fmt = Formatter(draft.currency, locale or "en_US")
+    out = [
+        f"Upcoming invoice for {draft.organization_external_id} "
+        f"({draft.subscription_external_id}), {draft.currency}",
+        f"  billing date {fmt.date(draft.billing_date)}, "
+        f"service period {fmt.period(draft.period_start, draft.period_end)}",
+        "",
+    ]
+    for line in draft.lines:
+        unit = f" x {fmt.unit_price(line.unit_amount)}" if line.unit_amount is not None else ""
+        out.append(
+            f"  {line.line_number:>2}  {line.description:<40} "
+            f"{fmt.quantity(line.quantity) + unit:>24} {fmt.money(line.amount):>16}"
+        )
+    totals = [("Subtotal", fmt.money(draft.subtotal))]
+    if draft.discount:
+        totals.append(("Discount", fmt.money(-draft.discount)))
+    totals += [(f"Tax ({fmt.percent(draft.tax_rate)})", fmt.money(draft.tax))]
+    totals += [("Total", fmt.money(draft.total))]
+    if draft.credits_applied:
+        totals.append(("Credits", fmt.money(-draft.credits_applied)))
+    totals.append(("Amount due", fmt.money(draft.amount_due)))
+    out.append("")
+    out += [f"  {label:>66} {value:>16}" for label, value in totals]
+    return out
