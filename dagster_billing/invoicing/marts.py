@@ -16,6 +16,27 @@ from dagster_billing.invoicing import InvoicingError
 
 DEFAULT_SCHEMA = "analytics"
 
+# The contract's three relations as plain tables, for tests and benchmarks that stand in
+# for dbt (the real ones are dbt models in `dbt_project/models/marts/`).
+CONTRACT_DDL = """
+create schema if not exists analytics;
+create table analytics.fct_invoices (
+    invoice_key text, subscription_id bigint, subscription_external_id text,
+    organization_id bigint, organization_external_id text, billing_date timestamptz,
+    period_start timestamptz, period_end timestamptz, invoice_sequence integer,
+    currency char(3), subtotal numeric, discount numeric, tax_rate numeric, tax numeric,
+    total numeric, credits_applied numeric, amount_due numeric, balance_credit numeric
+);
+create table analytics.fct_invoice_line_items (
+    invoice_key text, line_number integer, kind text, description text, metric text,
+    quantity numeric, unit_amount numeric, amount numeric, period_start timestamptz,
+    period_end timestamptz, tier_detail jsonb, adjusts_invoice_key text
+);
+create table analytics.fct_invoice_credit_applications (
+    invoice_key text, credit_id bigint, amount numeric
+);
+"""
+
 
 @dataclass(frozen=True)
 class DraftLine:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import sqlalchemy as sa
@@ -25,6 +25,10 @@ from sqlalchemy.engine import Connection
 from dagster_billing.invoicing import InvoicingError
 from dagster_billing.invoicing.document import Seller, load_documents
 from dagster_billing.warehouse.schema import invoices
+
+if TYPE_CHECKING:
+    from weasyprint import CSS
+    from weasyprint.text.fonts import FontConfiguration
 
 DEFAULT_TEMPLATE_DIR = Path(__file__).parent / "templates"
 PDF_SUBDIR = "invoices"
@@ -43,13 +47,36 @@ def render_html(context: dict[str, Any], template_dir: Path = DEFAULT_TEMPLATE_D
     return _environment(str(template_dir)).get_template("invoice.html").render(**context)
 
 
+@lru_cache(maxsize=1)
+def _font_config() -> FontConfiguration:
+    """One font configuration per process: building it costs more than laying out a page."""
+    from weasyprint.text.fonts import FontConfiguration
+
+    return FontConfiguration()
+
+
+@lru_cache(maxsize=8)
+def _stylesheets(template_dir: str) -> tuple[CSS, ...]:
+    """`invoice.css` next to the template, parsed once per process."""
+    import weasyprint
+
+    css = Path(template_dir) / "invoice.css"
+    if not css.is_file():
+        return ()
+    return (weasyprint.CSS(filename=str(css), font_config=_font_config()),)
+
+
 def render_pdf(context: dict[str, Any], template_dir: Path = DEFAULT_TEMPLATE_DIR) -> bytes:
     """One invoice's PDF bytes; identical for an identical context and template."""
     import weasyprint  # heavy (Pango, fonts): loaded only where PDFs are made
 
     html = weasyprint.HTML(string=render_html(context, template_dir), base_url=str(template_dir))
     identifier = hashlib.sha256(context["number"].encode()).hexdigest()[:32].encode()
-    return html.write_pdf(pdf_identifier=identifier)
+    return html.write_pdf(
+        stylesheets=list(_stylesheets(str(template_dir))),
+        font_config=_font_config(),
+        pdf_identifier=identifier,
+    )
 
 
 def _render_one(item: tuple[dict[str, Any], str]) -> bytes:

@@ -15,25 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dagster_billing.invoicing.finalize import FinalizeResult, finalize_window
-
-MARTS_DDL = """
-create schema if not exists analytics;
-create table analytics.fct_invoices (
-    invoice_key text, subscription_id bigint, subscription_external_id text,
-    organization_id bigint, organization_external_id text, billing_date timestamptz,
-    period_start timestamptz, period_end timestamptz, invoice_sequence integer,
-    currency char(3), subtotal numeric, discount numeric, tax_rate numeric, tax numeric,
-    total numeric, credits_applied numeric, amount_due numeric, balance_credit numeric
-);
-create table analytics.fct_invoice_line_items (
-    invoice_key text, line_number integer, kind text, description text, metric text,
-    quantity numeric, unit_amount numeric, amount numeric, period_start timestamptz,
-    period_end timestamptz, tier_detail jsonb, adjusts_invoice_key text
-);
-create table analytics.fct_invoice_credit_applications (
-    invoice_key text, credit_id bigint, amount numeric
-);
-"""
+from dagster_billing.invoicing.marts import CONTRACT_DDL
 
 MINOR = {"JPY": Decimal(1)}
 
@@ -224,5 +206,5 @@ class Billing:
 def billing(engine: Engine) -> Iterator[Billing]:
     """The marts relations exist in this module's database, empty until a test fills them."""
     with engine.begin() as conn:
-        conn.execute(sa.text(MARTS_DDL))
+        conn.execute(sa.text(CONTRACT_DDL))
     yield Billing(engine)
