@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from dagster_billing.catalog import CatalogError, load_catalog
+from dagster_billing.rating.scenario import ScenarioError
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, get_settings
 
 if TYPE_CHECKING:  # imported lazily at run time to keep `billing --help` fast
@@ -42,7 +43,7 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, CatalogError) as exc:
+        except (ConfigError, CatalogError, ScenarioError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
@@ -115,6 +116,31 @@ def audit_verify() -> None:
     typer.echo(f"audit log intact: {report.rows} rows")
 
 
+@app.command("simulate")
+@one_line_errors
+def simulate(
+    scenario_file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Bill a scenario (SCENARIO_FORMAT.md) with the production models, in isolation."""
+    import json
+
+    from dagster_billing.rating import simulate as sim
+    from dagster_billing.rating.scenario import parse_scenario
+    from dagster_billing.warehouse.database import connect
+
+    settings = get_settings()
+    try:
+        raw = sim.load_yaml(scenario_file)
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from None
+    warehouse, engine = connect(settings)
+    with engine.connect() as conn:
+        scenario = parse_scenario(raw, sim.read_catalog(conn))
+    result = sim.simulate(engine, warehouse, settings, scenario)
+    typer.echo(json.dumps(result, indent=2) if as_json else sim.render_table(result))
+
+
 @usage_app.command("import")
 @one_line_errors
 def usage_import(
@@ -143,6 +169,80 @@ def usage_import(
         f" {result.rows_duplicate} duplicates, {result.rows_invalid} invalid skipped,"
         f" {result.adjustments} adjustments to invoiced hours"
     )
+
+
+def invoice_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """An invoice that cannot be found or changed ends the command with one line, exit 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from dagster_billing.invoicing import InvoicingError
+
+        try:
+            return func(*args, **kwargs)
+        except InvoicingError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@invoice_app.command("preview")
+@one_line_errors
+@invoice_errors
+def invoice_preview(
+    organization: str = typer.Argument(..., help="Organization external id."),
+    schema: str = typer.Option("analytics", help="dbt schema with the draft marts."),
+) -> None:
+    """Show ORGANIZATION's upcoming invoice: its next draft not finalized yet."""
+    from dagster_billing.invoicing.document import preview_lines
+    from dagster_billing.invoicing.marts import preview_invoice
+
+    with _engine().connect() as conn:
+        draft = preview_invoice(conn, organization, schema)
+        if draft is None:
+            typer.echo(f"error: organization {organization!r} has no upcoming invoice", err=True)
+            raise typer.Exit(1)
+        for line in preview_lines(conn, draft):
+            typer.echo(line)
+
+
+@invoice_app.command("pdf")
+@one_line_errors
+@invoice_errors
+def invoice_pdf(
+    number: str = typer.Argument(..., help="Invoice number, e.g. INV-2026-000042."),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write the PDF to."),
+) -> None:
+    """Render invoice NUMBER to a PDF file (the same bytes as the stored document)."""
+    from dagster_billing.invoicing.pdf import render_invoice_number
+    from dagster_billing.resources import InvoicingResource
+
+    invoicing = InvoicingResource.from_settings(get_settings())
+    with _engine().connect() as conn:
+        data = render_invoice_number(
+            conn, number, seller=invoicing.seller, template_dir=invoicing.templates
+        )
+    output.write_bytes(data)
+    typer.echo(f"{number}: {len(data)} bytes written to {output}")
+
+
+@invoice_app.command("void")
+@one_line_errors
+@invoice_errors
+def invoice_void(
+    number: str = typer.Argument(..., help="Invoice number."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the audit log)."),
+    actor: str = typer.Option(os.environ.get("USER", "cli"), help="Who voids it."),
+) -> None:
+    """Void an open invoice: audited, and its consumed credits are returned."""
+    from datetime import UTC, datetime
+
+    from dagster_billing.invoicing.lifecycle import void_invoice
+
+    with _engine().begin() as conn:
+        result = void_invoice(conn, number, reason=reason, actor=actor, at=datetime.now(UTC))
+    typer.echo(f"{number}: void, {result.credits_returned} credit application(s) returned")
 
 
 @app.command("demo")

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     invoice_number_prefix: str = Field("INV-", pattern=r"^[A-Za-z0-9_-]{0,16}$")
     invoice_tax_rate: Decimal = Decimal("0.10")
     invoice_default_currency: str = "USD"
+    invoice_template_dir: Path | None = None
+    invoice_seller_name: str = "DictaMesh Inc."
+    invoice_seller_address: str = "100 Mesh Street; San Francisco, CA 94105; United States"
+    invoice_seller_tax_id: str = ""
+    invoice_payment_instructions: str = (
+        "Pay by bank transfer quoting the invoice number, or by card at billing.dictamesh.example."
+    )
 
     usage_aggregation_interval: str = "1h"
     usage_retention_days: int = Field(90, ge=1, le=3650)
@@ -69,6 +76,13 @@ class Settings(BaseSettings):
         known = catalog_currencies()
         if value not in known:
             raise ValueError(f"no price book for {value!r} (catalog has {', '.join(known)})")
+        return value
+
+    @field_validator("invoice_template_dir")
+    @classmethod
+    def _template_dir_has_the_invoice(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value / "invoice.html").is_file():
+            raise ValueError(f"must be a directory containing invoice.html, got {str(value)!r}")
         return value
 
     @field_validator("usage_aggregation_interval")

@@ -65,9 +65,21 @@ usage_daily_schedule = dg.build_schedule_from_partitioned_job(
     usage_daily_job, name="usage_daily_rollup", hour_of_day=2, minute_of_hour=30
 )
 
+invoicing_daily_job = dg.define_asset_job(
+    "invoicing_daily",
+    selection=dg.AssetSelection.assets("invoices_finalized", "invoice_pdfs", "invoices_overdue"),
+    partitions_def=daily_partitions,
+)
+
+# The previous UTC day, once its drafts are rated: finalize, render, flag overdue.
+invoicing_daily_schedule = dg.build_schedule_from_partitioned_job(
+    invoicing_daily_job, hour_of_day=2, minute_of_hour=0
+)
+
 schedules = [
     warehouse_maintenance_schedule,
     usage_hourly_trailing_schedule(),
     usage_daily_schedule,
+    invoicing_daily_schedule,
 ]
-jobs = [warehouse_maintenance_job, usage_hourly_job, usage_daily_job]
+jobs = [warehouse_maintenance_job, usage_hourly_job, usage_daily_job, invoicing_daily_job]

@@ -287,6 +287,17 @@ invoices = _table(
     Column("pdf_sha256", CHAR(64)),
     Column("created_at", TIMESTAMPTZ),
     Column("updated_at", TIMESTAMPTZ),
+    Column("invoice_key", Text),
+    Column("overdue_at", TIMESTAMPTZ),
+    Column("tax_rate", Numeric(9, 6)),
+)
+
+invoice_number_counters = _table(
+    "invoice_number_counters",
+    Column("prefix", Text, primary_key=True),
+    Column("year", SmallInteger, primary_key=True),
+    Column("last_value", Integer),
+    Column("updated_at", TIMESTAMPTZ),
 )
 
 invoice_line_items = _table(

@@ -1,0 +1,412 @@
+"""Finalize drafts: copy them into the warehouse, numbered, with credits and events.
+
+One transaction per call. A transaction-scoped advisory lock serializes finalizers, and
+the unique `(subscription_id, period_start)` key is checked under it, so re-running a day
+or racing two runs never yields a second invoice or burns a number. Numbers come from
+`dictamesh_billing_invoice_number_counters`, advanced in the same transaction: gap-free.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from dagster_billing.invoicing import InvoicingError
+from dagster_billing.invoicing.events import Event, write_events
+from dagster_billing.invoicing.marts import DEFAULT_SCHEMA, DraftInvoice, load_drafts
+from dagster_billing.warehouse.schema import (
+    credits,
+    invoice_line_items,
+    invoice_number_counters,
+    invoices,
+)
+
+FINALIZE_LOCK = "dictamesh_billing_invoices.finalize"
+_GRANT = credits.alias("g")
+
+
+@dataclass(frozen=True)
+class FinalizeResult:
+    numbers: list[str] = field(default_factory=list)
+    skipped: int = 0
+    zero_paid: int = 0
+    credit_applications: int = 0
+
+
+def format_number(prefix: str, year: int, sequence: int) -> str:
+    """`INV-2026-000042`: prefix, issue year, six-digit sequence within the year."""
+    return f"{prefix}{year}-{sequence:06d}"
+
+
+def _allocate_numbers(conn: Connection, prefix: str, years: Counter[int]) -> dict[int, list[int]]:
+    """Reserve consecutive sequence numbers per year; the row lock holds until commit."""
+    allocated = {}
+    for year, count in sorted(years.items()):
+        stmt = insert(invoice_number_counters).values(prefix=prefix, year=year, last_value=count)
+        last = conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["prefix", "year"],
+                set_={
+                    "last_value": invoice_number_counters.c.last_value + count,
+                    "updated_at": sa.func.now(),
+                },
+            ).returning(invoice_number_counters.c.last_value)
+        ).scalar_one()
+        allocated[year] = list(range(last - count + 1, last + 1))
+    return allocated
+
+
+def _existing(conn: Connection, drafts: list[DraftInvoice]) -> set[tuple[int, datetime]]:
+    pairs = [(d.subscription_id, d.period_start) for d in drafts]
+    found = conn.execute(
+        sa.select(invoices.c.subscription_id, invoices.c.period_start).where(
+            sa.tuple_(invoices.c.subscription_id, invoices.c.period_start).in_(pairs)
+        )
+    )
+    return {(row.subscription_id, row.period_start) for row in found}
+
+
+def _resolve_adjusted(conn: Connection, drafts: list[DraftInvoice]) -> dict[str, int]:
+    keys = {
+        line.adjusts_invoice_key
+        for draft in drafts
+        for line in draft.lines
+        if line.adjusts_invoice_key is not None
+    }
+    if not keys:
+        return {}
+    rows = conn.execute(
+        sa.select(invoices.c.invoice_key, invoices.c.id).where(
+            invoices.c.invoice_key.in_(sorted(keys)), invoices.c.status != "draft"
+        )
+    )
+    resolved = {row.invoice_key: row.id for row in rows}
+    for draft in drafts:
+        for line in draft.lines:
+            if line.adjusts_invoice_key is not None and line.adjusts_invoice_key not in resolved:
+                raise InvoicingError(
+                    f"fct_invoice_line_items[{draft.invoice_key}#{line.line_number}]"
+                    f".adjusts_invoice_key: no finalized invoice {line.adjusts_invoice_key!r}"
+                )
+    return resolved
+
+
+class _Ledger:
+    """Grant balances for this transaction, read under row locks and spent in memory."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.grants: dict[int, dict[str, Any]] = {}
+
+    def _load(self, condition: sa.ColumnElement[bool]) -> list[int]:
+        grant = _GRANT
+        balance = (
+            sa.select(sa.func.coalesce(sa.func.sum(credits.c.amount), 0))
+            .where(sa.or_(credits.c.id == grant.c.id, credits.c.grant_id == grant.c.id))
+            .scalar_subquery()
+        )
+        rows = self.conn.execute(
+            sa.select(grant, balance.label("balance"))
+            .where(grant.c.entry_type == "grant", condition)
+            .order_by(grant.c.expires_at.asc().nulls_last(), grant.c.created_at, grant.c.id)
+            .with_for_update(of=grant)
+        ).mappings()
+        ids = []
+        for row in rows:
+            self.grants.setdefault(row["id"], dict(row))
+            ids.append(row["id"])
+        return ids
+
+    def spend(
+        self, draft: DraftInvoice, invoice_id: int, credit_id: int | None, amount: Decimal
+    ) -> list[dict[str, Any]]:
+        """Ledger rows for `amount`; a null credit id draws on balance credits, oldest first."""
+        where = f"fct_invoice_credit_applications[{draft.invoice_key}]"
+        if credit_id is not None:
+            if credit_id not in self.grants:
+                self._load(_GRANT.c.id == credit_id)
+            candidates = [credit_id] if credit_id in self.grants else []
+            if not candidates:
+                raise InvoicingError(f"{where}.credit_id: no credit grant {credit_id}")
+        else:
+            candidates = self._load(
+                sa.and_(
+                    _GRANT.c.organization_id == draft.organization_id,
+                    _GRANT.c.credit_type == "balance",
+                    _GRANT.c.invoice_id.is_distinct_from(invoice_id),
+                )
+            )
+        rows, remaining = [], amount
+        for grant_id in candidates:
+            grant = self.grants[grant_id]
+            if grant["organization_id"] != draft.organization_id or (
+                grant["currency"].strip() != draft.currency
+            ):
+                raise InvoicingError(
+                    f"{where}.credit_id: grant {grant_id} belongs to another organization "
+                    "or currency"
+                )
+            take = min(remaining, grant["balance"])
+            if take <= 0:
+                continue
+            grant["balance"] -= take
+            remaining -= take
+            rows.append(
+                {
+                    "organization_id": draft.organization_id,
+                    "entry_type": "application",
+                    "credit_type": grant["credit_type"],
+                    "grant_id": grant_id,
+                    "invoice_id": invoice_id,
+                    "amount": -take,
+                    "currency": draft.currency,
+                    "description": grant["description"],
+                }
+            )
+            if remaining == 0:
+                break
+        if remaining:
+            raise InvoicingError(
+                f"{where}.amount: {amount} exceeds the remaining credit balance by {remaining}"
+            )
+        return rows
+
+
+def _merge_applications(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One application row per (grant, invoice): the ledger's unique key."""
+    merged: dict[tuple[int, int], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["grant_id"], row["invoice_id"])
+        if key in merged:
+            merged[key]["amount"] += row["amount"]
+        else:
+            merged[key] = dict(row)
+    return list(merged.values())
+
+
+def finalize_drafts(
+    conn: Connection, drafts: list[DraftInvoice], *, prefix: str, due_days: int
+) -> FinalizeResult:
+    """Write every draft not yet finalized as an open (or, at $0 due, paid) invoice.
+
+    Runs in the caller's transaction; commit it to publish the invoices and their events.
+    """
+    conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:k))"), {"k": FINALIZE_LOCK})
+    if not drafts:
+        return FinalizeResult()
+    existing = _existing(conn, drafts)
+    new = [d for d in drafts if (d.subscription_id, d.period_start) not in existing]
+    new.sort(key=lambda d: (d.billing_date, d.invoice_key))
+    for draft in new:
+        draft.validate()
+    if not new:
+        return FinalizeResult(skipped=len(drafts))
+
+    inserted = conn.execute(
+        insert(invoices).returning(invoices.c.id, sort_by_parameter_order=True),
+        [
+            {
+                "invoice_key": d.invoice_key,
+                "organization_id": d.organization_id,
+                "subscription_id": d.subscription_id,
+                "period_start": d.period_start,
+                "period_end": d.period_end,
+                "currency": d.currency,
+                "status": "draft",
+                "subtotal": d.subtotal,
+                "discount": d.discount,
+                "tax_rate": d.tax_rate,
+                "tax": d.tax,
+                "total": d.total,
+                "credits_applied": d.credits_applied,
+                "amount_due": d.amount_due,
+            }
+            for d in new
+        ],
+    )
+    ids = [row.id for row in inserted]
+    adjusted = _resolve_adjusted(conn, new)
+    line_rows = [
+        {
+            "invoice_id": invoice_id,
+            "line_number": line.line_number,
+            "kind": line.kind,
+            "description": line.description,
+            "metric": line.metric,
+            "quantity": line.quantity,
+            "unit_amount": line.unit_amount,
+            "amount": line.amount,
+            "period_start": line.period_start,
+            "period_end": line.period_end,
+            "tier_detail": line.tier_detail,
+            "adjusts_invoice_id": adjusted.get(line.adjusts_invoice_key or ""),
+        }
+        for invoice_id, draft in zip(ids, new, strict=True)
+        for line in draft.lines
+    ]
+    if line_rows:
+        conn.execute(sa.insert(invoice_line_items), line_rows)
+
+    years = Counter(d.billing_date.year for d in new)
+    sequences = _allocate_numbers(conn, prefix, years)
+    numbered = {}
+    updates, events = [], []
+    zero_paid = 0
+    for invoice_id, draft in zip(ids, new, strict=True):
+        number = format_number(
+            prefix, draft.billing_date.year, sequences[draft.billing_date.year].pop(0)
+        )
+        numbered[invoice_id] = number
+        issued = draft.billing_date
+        paid = draft.amount_due == 0
+        zero_paid += paid
+        updates.append(
+            {
+                "b_id": invoice_id,
+                "number": number,
+                "status": "paid" if paid else "open",
+                "issued_at": issued,
+                "due_at": issued + timedelta(days=due_days),
+                "paid_at": issued if paid else None,
+            }
+        )
+        payload = {
+            "invoice_id": invoice_id,
+            "number": number,
+            "invoice_key": draft.invoice_key,
+            "organization_id": draft.organization_id,
+            "organization_external_id": draft.organization_external_id,
+            "subscription_external_id": draft.subscription_external_id,
+            "period_start": draft.period_start.isoformat(),
+            "period_end": draft.period_end.isoformat(),
+            "currency": draft.currency,
+            "total": str(draft.total),
+            "credits_applied": str(draft.credits_applied),
+            "amount_due": str(draft.amount_due),
+            "issued_at": issued.isoformat(),
+            "due_at": (issued + timedelta(days=due_days)).isoformat(),
+            "status": "paid" if paid else "open",
+        }
+        events.append(
+            Event(
+                "billing.invoice.created",
+                "invoice",
+                str(invoice_id),
+                f"billing.invoice.created:{invoice_id}",
+                payload,
+                issued,
+            )
+        )
+        if paid:
+            events.append(
+                Event(
+                    "billing.invoice.paid",
+                    "invoice",
+                    str(invoice_id),
+                    f"billing.invoice.paid:{invoice_id}",
+                    payload,
+                    issued,
+                )
+            )
+    conn.execute(
+        sa.update(invoices)
+        .where(invoices.c.id == sa.bindparam("b_id"))
+        .values(
+            number=sa.bindparam("number"),
+            status=sa.bindparam("status"),
+            issued_at=sa.bindparam("issued_at"),
+            due_at=sa.bindparam("due_at"),
+            paid_at=sa.bindparam("paid_at"),
+            updated_at=sa.func.now(),
+        ),
+        updates,
+    )
+
+    applications = _apply_credits(conn, new, ids, numbered)
+    for row in applications:
+        events.append(
+            Event(
+                "billing.credit.applied",
+                "credit",
+                str(row["grant_id"]),
+                f"billing.credit.applied:{row['grant_id']}:{row['invoice_id']}",
+                {
+                    "credit_id": row["grant_id"],
+                    "ledger_entry_id": row["id"],
+                    "invoice_id": row["invoice_id"],
+                    "invoice_number": numbered[row["invoice_id"]],
+                    "organization_id": row["organization_id"],
+                    "amount": str(-row["amount"]),
+                    "currency": row["currency"],
+                },
+                row["issued_at"],
+            )
+        )
+    write_events(conn, events)
+    return FinalizeResult(
+        numbers=list(numbered.values()),
+        skipped=len(drafts) - len(new),
+        zero_paid=zero_paid,
+        credit_applications=len(applications),
+    )
+
+
+def _apply_credits(
+    conn: Connection, drafts: list[DraftInvoice], ids: list[int], numbered: dict[int, str]
+) -> list[dict[str, Any]]:
+    """Balance grants first (a later draft may draw on them), then the applications."""
+    grants = [
+        {
+            "organization_id": d.organization_id,
+            "entry_type": "grant",
+            "credit_type": "balance",
+            "invoice_id": invoice_id,
+            "amount": d.balance_credit,
+            "currency": d.currency,
+            "description": f"Balance carried from invoice {numbered[invoice_id]}",
+            "idempotency_key": f"balance:{d.invoice_key}",
+        }
+        for invoice_id, d in zip(ids, drafts, strict=True)
+        if d.balance_credit > 0
+    ]
+    if grants:
+        conn.execute(sa.insert(credits), grants)
+    ledger = _Ledger(conn)
+    rows: list[dict[str, Any]] = []
+    issued: dict[int, datetime] = {}
+    for invoice_id, draft in zip(ids, drafts, strict=True):
+        issued[invoice_id] = draft.billing_date
+        for credit in draft.credits:
+            rows.extend(ledger.spend(draft, invoice_id, credit.credit_id, credit.amount))
+    rows = _merge_applications(rows)
+    if not rows:
+        return []
+    inserted = conn.execute(
+        sa.insert(credits).returning(credits.c.id, sort_by_parameter_order=True), rows
+    )
+    for row, entry in zip(rows, inserted, strict=True):
+        row["id"] = entry.id
+        row["issued_at"] = issued[row["invoice_id"]]
+    return rows
+
+
+def finalize_window(
+    conn: Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    prefix: str,
+    due_days: int,
+    schema: str = DEFAULT_SCHEMA,
+) -> FinalizeResult:
+    """Finalize the drafts whose billing date is in [start, end) (one billing day)."""
+    return finalize_drafts(
+        conn, load_drafts(conn, start, end, schema), prefix=prefix, due_days=due_days
+    )

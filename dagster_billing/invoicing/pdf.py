@@ -1,0 +1,166 @@
+"""Invoice PDFs: Jinja2 HTML + CSS rendered by WeasyPrint, stored once per invoice.
+
+Rendering is deterministic, so re-rendering an unchanged invoice gives the same bytes
+(and the same `pdf_sha256`): the document dates come from the issue date (template meta
+`dcterms.created`/`modified`), the PDF file identifier from the invoice number, and
+WeasyPrint names font subsets from a hash of the font description, not at random.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from dagster_billing.invoicing import InvoicingError
+from dagster_billing.invoicing.document import Seller, load_documents
+from dagster_billing.warehouse.schema import invoices
+
+if TYPE_CHECKING:
+    from weasyprint import CSS
+    from weasyprint.text.fonts import FontConfiguration
+
+DEFAULT_TEMPLATE_DIR = Path(__file__).parent / "templates"
+PDF_SUBDIR = "invoices"
+
+
+@lru_cache(maxsize=8)
+def _environment(template_dir: str) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def render_html(context: dict[str, Any], template_dir: Path = DEFAULT_TEMPLATE_DIR) -> str:
+    return _environment(str(template_dir)).get_template("invoice.html").render(**context)
+
+
+@lru_cache(maxsize=1)
+def _font_config() -> FontConfiguration:
+    """One font configuration per process: building it costs more than laying out a page."""
+    from weasyprint.text.fonts import FontConfiguration
+
+    return FontConfiguration()
+
+
+@lru_cache(maxsize=8)
+def _stylesheets(template_dir: str) -> tuple[CSS, ...]:
+    """`invoice.css` next to the template, parsed once per process."""
+    import weasyprint
+
+    css = Path(template_dir) / "invoice.css"
+    if not css.is_file():
+        return ()
+    return (weasyprint.CSS(filename=str(css), font_config=_font_config()),)
+
+
+def render_pdf(context: dict[str, Any], template_dir: Path = DEFAULT_TEMPLATE_DIR) -> bytes:
+    """One invoice's PDF bytes; identical for an identical context and template."""
+    import weasyprint  # heavy (Pango, fonts): loaded only where PDFs are made
+
+    html = weasyprint.HTML(string=render_html(context, template_dir), base_url=str(template_dir))
+    identifier = hashlib.sha256(context["number"].encode()).hexdigest()[:32].encode()
+    return html.write_pdf(
+        stylesheets=list(_stylesheets(str(template_dir))),
+        font_config=_font_config(),
+        pdf_identifier=identifier,
+    )
+
+
+def _render_one(item: tuple[dict[str, Any], str]) -> bytes:
+    context, template_dir = item
+    return render_pdf(context, Path(template_dir))
+
+
+def pdf_path(data_dir: Path, number: str) -> Path:
+    return data_dir / PDF_SUBDIR / f"{number}.pdf"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """A reader never sees half a PDF: write a sibling file, then rename over."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".pdf.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+@dataclass(frozen=True)
+class StoredPdf:
+    number: str
+    path: str
+    sha256: str
+
+
+def missing_pdfs(conn: Connection, start: datetime, end: datetime) -> list[int]:
+    """Finalized invoices issued in [start, end) that have no stored PDF yet."""
+    return list(
+        conn.scalars(
+            sa.select(invoices.c.id)
+            .where(
+                invoices.c.status != "draft",
+                invoices.c.pdf_sha256.is_(None),
+                invoices.c.issued_at >= start,
+                invoices.c.issued_at < end,
+            )
+            .order_by(invoices.c.number)
+        )
+    )
+
+
+def store_pdfs(
+    conn: Connection,
+    invoice_ids: list[int],
+    *,
+    seller: Seller,
+    data_dir: Path,
+    template_dir: Path = DEFAULT_TEMPLATE_DIR,
+    workers: int = 1,
+) -> list[StoredPdf]:
+    """Render, write `<data_dir>/invoices/<number>.pdf` and record path and hash.
+
+    Only invoices without a recorded hash are stored, so a re-run leaves documents
+    already sent untouched; `workers` > 1 renders in that many processes.
+    """
+    contexts = load_documents(conn, invoice_ids, seller)
+    rendered: Iterable[bytes]
+    items = [(context, str(template_dir)) for context in contexts]
+    if workers > 1 and len(items) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            rendered = list(pool.map(_render_one, items, chunksize=8))
+    else:
+        rendered = [_render_one(item) for item in items]
+    stored = []
+    for invoice_id, context, data in zip(invoice_ids, contexts, rendered, strict=True):
+        path = pdf_path(data_dir, context["number"])
+        _write_atomically(path, data)
+        digest = hashlib.sha256(data).hexdigest()
+        conn.execute(
+            sa.update(invoices)
+            .where(invoices.c.id == invoice_id, invoices.c.pdf_sha256.is_(None))
+            .values(pdf_path=str(path), pdf_sha256=digest, updated_at=sa.func.now())
+        )
+        stored.append(StoredPdf(context["number"], str(path), digest))
+    return stored
+
+
+def render_invoice_number(
+    conn: Connection, number: str, *, seller: Seller, template_dir: Path = DEFAULT_TEMPLATE_DIR
+) -> bytes:
+    """A finalized invoice's PDF by number (for the CLI and re-sends)."""
+    invoice_id = conn.scalar(sa.select(invoices.c.id).where(invoices.c.number == number))
+    if invoice_id is None:
+        raise InvoicingError(f"number: no invoice {number!r}")
+    (context,) = load_documents(conn, [invoice_id], seller)
+    return render_pdf(context, template_dir)

@@ -1,0 +1,109 @@
+"""After finalization: void returns credits and is audited, overdue is flagged once."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from dagster_billing.invoicing import InvoicingError
+from dagster_billing.invoicing.lifecycle import mark_overdue, mark_paid, void_invoice
+from dagster_billing.warehouse.audit import verify_chain
+from tests.invoicing.conftest import Billing, Line, day
+
+D = Decimal
+
+
+def _fee() -> list[Line]:
+    return [Line("Starter (monthly)", D("49.00"), unit_amount=D("49.00"))]
+
+
+def _grant_balance(engine: Engine, grant: int) -> Decimal:
+    with engine.connect() as conn:
+        return conn.scalar(
+            sa.text(
+                "select sum(amount) from dictamesh_billing_credits where id = :g or grant_id = :g"
+            ),
+            {"g": grant},
+        )
+
+
+def test_voiding_an_open_invoice_returns_its_credits_and_is_audited(
+    billing: Billing, engine: Engine
+) -> None:
+    customer = billing.customer()
+    grant = billing.grant(customer, "30.00")
+    key = billing.draft(customer, day(2, 10), _fee(), credits=[(grant, "20.00")])
+    billing.finalize(day(2, 10), prefix="V-")
+    assert _grant_balance(engine, grant) == D("10.00")
+    number = billing.invoice(key)["number"]
+
+    with engine.begin() as conn:
+        result = void_invoice(
+            conn, number, reason="Duplicate of a manual invoice", actor="ops@x", at=day(2, 12)
+        )
+    assert result.credits_returned == 1
+    invoice = billing.invoice(key)
+    assert (invoice["status"], invoice["voided_at"]) == ("void", day(2, 12))
+    assert invoice["void_reason"] == "Duplicate of a manual invoice"
+    assert _grant_balance(engine, grant) == D("30.00")
+    with engine.connect() as conn:
+        audit = conn.execute(
+            sa.text(
+                "select actor, payload from dictamesh_billing_audit_log"
+                " where action = 'invoice.voided' and entity_id = :n"
+            ),
+            {"n": number},
+        ).one()
+        assert audit.actor == "ops@x"
+        assert audit.payload["reason"] == "Duplicate of a manual invoice"
+        assert verify_chain(conn).ok
+
+    with (
+        pytest.raises(InvoicingError, match="status: invoice V-2026-000001 is void"),
+        engine.begin() as conn,
+    ):
+        void_invoice(conn, number, reason="again", actor="ops@x", at=day(2, 13))
+
+
+def test_voiding_needs_a_reason(billing: Billing, engine: Engine) -> None:
+    key = billing.draft(billing.customer(), day(2, 11), _fee())
+    billing.finalize(day(2, 11), prefix="VR-")
+    with pytest.raises(InvoicingError, match="reason: "), engine.begin() as conn:
+        void_invoice(conn, billing.invoice(key)["number"], reason=" ", actor="ops", at=day(2, 11))
+    assert billing.invoice(key)["status"] == "open"
+
+
+def test_open_invoices_past_due_are_marked_overdue_once(billing: Billing, engine: Engine) -> None:
+    late = billing.draft(billing.customer(), day(1, 5), _fee())
+    paid = billing.draft(billing.customer(), day(1, 5), _fee())
+    billing.finalize(day(1, 5), prefix="OD-", due_days=10)
+    with engine.begin() as conn:
+        mark_paid(conn, billing.invoice(paid)["number"], at=day(1, 10))
+        assert mark_overdue(conn, day(1, 15)) == []  # due at exactly Jan 15: not yet past
+        assert mark_overdue(conn, day(1, 16)) == ["OD-2026-000001"]
+        assert mark_overdue(conn, day(1, 17)) == []
+    assert billing.invoice(late)["overdue_at"] == day(1, 16)
+    assert billing.invoice(paid)["overdue_at"] is None
+    with engine.connect() as conn:
+        events = conn.execute(
+            sa.text(
+                "select payload from dictamesh_billing_outbox"
+                " where event_type = 'billing.invoice.overdue' and aggregate_id = :i"
+            ),
+            {"i": str(billing.invoice(late)["id"])},
+        ).all()
+    assert [e.payload["number"] for e in events] == ["OD-2026-000001"]
+
+
+def test_a_redelivered_payment_is_a_no_op(billing: Billing, engine: Engine) -> None:
+    key = billing.draft(billing.customer(), day(2, 14), _fee())
+    billing.finalize(day(2, 14), prefix="P-")
+    number = billing.invoice(key)["number"]
+    with engine.begin() as conn:
+        assert mark_paid(conn, number, at=day(2, 15)) is True
+    with engine.begin() as conn:
+        assert mark_paid(conn, number, at=day(2, 16)) is False
+    assert billing.invoice(key)["paid_at"] == day(2, 15)
