@@ -154,6 +154,7 @@ def write_hour(conn: Connection, reading: HourReading, run_id: str | None) -> Ho
         ),
         params,
     ).rowcount
+    conn.execute(sa.text("drop table usage_hour_new"))  # a backfill writes many hours
     conn.execute(
         sa.text(
             "delete from dictamesh_billing_usage_rejects where hour_start = :hour"

@@ -239,6 +239,24 @@ def test_prometheus_down_fails_clearly_and_writes_nothing(
     assert usage_hourly.op.retry_policy is not None
 
 
+def test_a_backfill_run_ingests_its_range_of_hours(
+    history: PrometheusServer, warehouse: Warehouse, engine: Engine, orgs: dict[str, int]
+) -> None:
+    result = dg.materialize(
+        [usage_hourly],
+        resources=resources(warehouse, history.url),
+        tags={
+            "dagster/asset_partition_range_start": "2026-03-10-10:00",
+            "dagster/asset_partition_range_end": "2026-03-10-11:00",
+        },
+    )
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["hours"].value == 2
+    assert usage_rows(engine, H) == EXPECTED
+    assert usage_rows(engine, H + timedelta(hours=1))[("acme", "api_calls")] == Decimal(15)
+
+
 def test_daily_rollup_sums_the_days_hours(
     history: PrometheusServer, warehouse: Warehouse, engine: Engine, orgs: dict[str, int]
 ) -> None:
