@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from dagster_billing.catalog import CatalogError, load_catalog
+from dagster_billing.rating.scenario import ScenarioError
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, get_settings
 
 if TYPE_CHECKING:  # imported lazily at run time to keep `billing --help` fast
@@ -42,7 +43,7 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, CatalogError) as exc:
+        except (ConfigError, CatalogError, ScenarioError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
@@ -113,6 +114,61 @@ def audit_verify() -> None:
         typer.echo(f"audit log broken at id {report.broken_at}: {report.reason}", err=True)
         raise typer.Exit(1)
     typer.echo(f"audit log intact: {report.rows} rows")
+
+
+@app.command("simulate")
+@one_line_errors
+def simulate(
+    scenario_file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Bill a scenario (SCENARIO_FORMAT.md) with the production models, in isolation."""
+    import json
+
+    from dagster_billing.rating import simulate as sim
+    from dagster_billing.rating.scenario import parse_scenario
+    from dagster_billing.warehouse.database import connect
+
+    settings = get_settings()
+    try:
+        raw = sim.load_yaml(scenario_file)
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from None
+    warehouse, engine = connect(settings)
+    with engine.connect() as conn:
+        scenario = parse_scenario(raw, sim.read_catalog(conn))
+    result = sim.simulate(engine, warehouse, settings, scenario)
+    typer.echo(json.dumps(result, indent=2) if as_json else sim.render_table(result))
+
+
+@usage_app.command("import")
+@one_line_errors
+def usage_import(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Import the valid rows of a file that has bad ones."
+    ),
+) -> None:
+    """Import hourly usage from CSV or JSON Lines (organization, metric, hour or timestamp,
+    quantity, optional idempotency_key). A file with bad rows imports nothing unless
+    --skip-invalid; every bad row is reported by line and field."""
+    from dagster_billing.usage.importer import UsageImportError, import_usage
+
+    try:
+        with _engine().begin() as conn:
+            result = import_usage(conn, file, skip_invalid=skip_invalid)
+    except UsageImportError as exc:
+        for problem in exc.problems:
+            typer.echo(f"  {problem}", err=True)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for problem in result.problems:
+        typer.echo(f"  skipped {problem}", err=True)
+    typer.echo(
+        f"{file.name}: {result.rows_read} rows read, {result.rows_written} written,"
+        f" {result.rows_duplicate} duplicates, {result.rows_invalid} invalid skipped,"
+        f" {result.adjustments} adjustments to invoiced hours"
+    )
 
 
 def invoice_errors(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -5,10 +5,16 @@ from dagster_dbt import DbtCliResource
 
 from dagster_billing.assets.catalog import billing_catalog
 from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
-from dagster_billing.assets.rating import billing_dbt_models
+from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
+from dagster_billing.assets.usage import usage_daily, usage_hourly
 from dagster_billing.assets.warehouse import usage_partitions
 from dagster_billing.dbt_project import DBT_EXECUTABLE, billing_dbt_project
-from dagster_billing.resources import InvoicingResource, WarehouseResource
+from dagster_billing.resources import (
+    InvoicingResource,
+    PrometheusResource,
+    RatingResource,
+    WarehouseResource,
+)
 from dagster_billing.schedules import jobs, schedules
 from dagster_billing.sensors import sensors
 from dagster_billing.settings import Settings, get_settings
@@ -19,6 +25,10 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     dsn = dg.EnvVar("BILLING_DATABASE_DSN") if settings.billing_database_dsn else None
     return {
         "warehouse": WarehouseResource(dsn=dsn, data_dir=str(settings.billing_data_dir)),
+        "rating": RatingResource.from_settings(settings),
+        "prometheus": PrometheusResource(
+            url=str(settings.prometheus_url) if settings.prometheus_url else None
+        ),
         "dbt": DbtCliResource(
             project_dir=billing_dbt_project,
             profiles_dir=str(billing_dbt_project.profiles_dir),
@@ -29,7 +39,15 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 
 defs = dg.Definitions(
-    assets=[billing_catalog, usage_partitions, billing_dbt_models, *invoicing_assets],
+    assets=[
+        billing_catalog,
+        usage_partitions,
+        usage_hourly,
+        usage_daily,
+        billing_dbt_models,
+        billing_invoice_models,
+        *invoicing_assets,
+    ],
     asset_checks=invoicing_checks,
     jobs=jobs,
     schedules=schedules,

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from dagster_billing.catalog import load_catalog
 from dagster_billing.catalog.sync import sync_catalog
+from dagster_billing.partitions import daily_partitions
 from dagster_billing.settings import PROJECT_ROOT, Settings
 from dagster_billing.warehouse import audit, migrate, schema
 from dagster_billing.warehouse.database import (
@@ -27,6 +28,7 @@ from dagster_billing.warehouse.database import (
     connect,
     ensure_database,
 )
+from dagster_billing.warehouse.partitions import ensure_partitions_for
 
 DEMO_PERIOD_START = datetime(2026, 10, 1, tzinfo=UTC)
 DEMO_AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
@@ -219,28 +221,138 @@ def load_demo_data(conn: Connection) -> int:
     return created
 
 
-def materialize_all(settings: Settings, env: dict[str, str]) -> list[str]:
-    """Run every asset once, in a persistent instance so `make dev` shows the runs."""
+# Hourly usage per organization for the demo month: (metric, quantity per hour). Chosen so
+# the invoices show overage (acme: API calls, storage, queries; umbrella: API calls),
+# a free plan over its quota that is not billed (initech), and a plan change (vandelay).
+DEMO_USAGE: dict[str, list[tuple[str, Decimal]]] = {
+    "acme": [
+        ("api_calls", Decimal("2000")),
+        ("storage", Decimal("60")),
+        ("transfer", Decimal("0.1")),
+        ("query_processing", Decimal("1.5")),
+    ],
+    "globex": [("api_calls", Decimal("20000")), ("storage", Decimal("420"))],
+    "initech": [("api_calls", Decimal("20")), ("storage", Decimal("0.5"))],
+    "umbrella": [("api_calls", Decimal("150000")), ("transfer", Decimal("12.5"))],
+    "vandelay": [("api_calls", Decimal("1500")), ("storage", Decimal("80"))],
+}
+
+
+def load_demo_usage(conn: Connection) -> int:
+    """October's hourly usage, keyed by organization+metric+hour, so a rerun adds nothing."""
+    ensure_partitions_for(conn, DEMO_PERIOD_START, DEMO_AS_OF)
+    created = 0
+    for org, series in DEMO_USAGE.items():
+        for metric, per_hour in series:
+            created += conn.execute(
+                sa.text(
+                    "insert into dictamesh_billing_usage_metrics"
+                    " (organization_id, metric, hour_start, quantity, source, idempotency_key)"
+                    " select o.id, :metric, h, :quantity, 'api',"
+                    "   'demo/' || o.external_id || '/' || :metric || '/' || h::text"
+                    " from dictamesh_billing_organizations o,"
+                    "   generate_series(:start, :end - interval '1 hour', interval '1 hour') h"
+                    " where o.external_id = :org"
+                    " on conflict do nothing"
+                ),
+                {
+                    "org": org,
+                    "metric": metric,
+                    "quantity": per_hour,
+                    "start": DEMO_PERIOD_START,
+                    "end": DEMO_AS_OF,
+                },
+            ).rowcount
+    return created
+
+
+def materialize_all(settings: Settings, env: dict[str, str], engine: Engine) -> list[str]:
+    """Run every asset for the demo period, in a persistent instance so `make dev` shows
+    the runs: the unpartitioned ones, then the daily ones as one run over the billing
+    dates Oct 1 .. Nov 1 (what a single-run backfill does)."""
     from dagster_billing.definitions import build_resources, defs
 
     os.environ.update(env)
     instance = dg.DagsterInstance.get()
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     run_config = {
         "ops": {"usage_partitions": {"config": {"as_of": DEMO_AS_OF.isoformat()}}},
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
     }
-    result = dg.materialize(
-        list(defs.assets or []),
-        instance=instance,
-        resources=build_resources(settings),
-        run_config=run_config,
-        raise_on_error=True,
+    resources = build_resources(settings)
+    results = [
+        dg.materialize(
+            [a for a in assets if a.partitions_def is None],
+            instance=instance,
+            resources=resources,
+            run_config=run_config,
+            raise_on_error=True,
+        )
+    ]
+    with engine.begin() as conn:
+        load_demo_usage(conn)
+    last_day = DEMO_AS_OF.date().isoformat()
+    results.append(
+        dg.materialize(
+            [a for a in assets if a.partitions_def is daily_partitions],
+            instance=instance,
+            resources=resources,
+            tags={
+                "dagster/asset_partition_range_start": DEMO_PERIOD_START.date().isoformat(),
+                "dagster/asset_partition_range_end": last_day,
+            },
+            raise_on_error=True,
+        )
     )
     return sorted(
-        e.asset_key.to_user_string()
-        for e in result.get_asset_materialization_events()
-        if e.asset_key is not None
+        {
+            e.asset_key.to_user_string()
+            for result in results
+            for e in result.get_asset_materialization_events()
+            if e.asset_key is not None
+        }
     )
+
+
+def _invoice_table(conn: Connection) -> list[str]:
+    """Draft invoices of the demo period with their lines, as finance would skim them."""
+    lines = ["draft invoices (analytics.fct_invoices):"]
+    invoices = conn.execute(
+        sa.text(
+            "select invoice_key, currency, subtotal, discount, tax, total, credits_applied,"
+            " amount_due from analytics.fct_invoices order by invoice_key"
+        )
+    ).all()
+    for inv in invoices:
+        lines.append(
+            f"  {inv.invoice_key:<36} {inv.currency} subtotal {inv.subtotal:.2f}"
+            f"  discount {inv.discount:.2f}  tax {inv.tax:.2f}  total {inv.total:.2f}"
+            f"  credits {inv.credits_applied:.2f}  due {inv.amount_due:.2f}"
+        )
+        for line in conn.execute(
+            sa.text(
+                "select kind, description, quantity, amount from analytics.fct_invoice_line_items"
+                " where invoice_key = :key order by line_number"
+            ),
+            {"key": inv.invoice_key},
+        ):
+            lines.append(
+                f"      {line.kind:<17} {line.description[:40]:<40}"
+                f" {line.quantity.normalize():>14f} {line.amount:>12.2f}"
+            )
+    lines.append("MRR (analytics.fct_mrr, USD):")
+    for row in conn.execute(
+        sa.text(
+            "select o.external_id, m.month, m.currency, m.mrr, m.mrr_usd, m.movement"
+            " from analytics.fct_mrr m join dictamesh_billing_organizations o"
+            " on o.id = m.organization_id order by m.month, o.external_id"
+        )
+    ):
+        lines.append(
+            f"  {row.month}  {row.external_id:<10} {row.currency} {row.mrr:>12.2f}"
+            f"  USD {row.mrr_usd:>10.2f}  {row.movement}"
+        )
+    return lines
 
 
 def _summary(engine: Engine, warehouse: Warehouse) -> list[str]:
@@ -276,6 +388,8 @@ def _summary(engine: Engine, warehouse: Warehouse) -> list[str]:
     )
     lines.append(f"dbt staging: stg_billing__price_books has {staged} rows")
     lines.append(f"audit log: {chain.rows} rows, chain {'intact' if chain.ok else 'BROKEN'}")
+    with engine.connect() as conn:
+        lines.extend(_invoice_table(conn))
     return lines
 
 
@@ -290,7 +404,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
         echo(f"catalog: {sum(changed.values())} rows changed")
         created = load_demo_data(conn)
     echo(f"demo data: {created} new rows")
-    materialized = materialize_all(settings, dagster_environment(warehouse, settings))
+    materialized = materialize_all(settings, dagster_environment(warehouse, settings), engine)
     echo(f"materialized {len(materialized)} assets")
     for line in _summary(engine, warehouse):
         echo(line)

@@ -9,8 +9,3 @@ hourly_partitions = dg.HourlyPartitionsDefinition(
 )
 daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC")
 monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=START_DATE, timezone="UTC")
-
-
-def dbt_vars_for_window(window: dg.TimeWindow) -> dict[str, str]:
-    """dbt filters on [start, end): the same half-open window Dagster gives us."""
-    return {"window_start": window.start.isoformat(), "window_end": window.end.isoformat()}

@@ -53,3 +53,12 @@ def test_dagster_definitions_validate_passes() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_invoice_models_are_daily_partitioned_with_a_single_run_backfill() -> None:
+    graph = defs.resolve_asset_graph()
+    invoices = graph.get(dg.AssetKey(["fct_invoices"]))
+    assert invoices.partitions_def == daily_partitions
+    assert invoices.backfill_policy == dg.BackfillPolicy.single_run()
+    staging = graph.get(dg.AssetKey(["staging", "stg_billing__subscriptions"]))
+    assert staging.partitions_def is None

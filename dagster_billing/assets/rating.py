@@ -1,5 +1,14 @@
-"""The dbt models (pricing logic in SQL) as Dagster assets; dbt tests become asset checks."""
+"""The dbt models (pricing logic in SQL) as Dagster assets; dbt tests become asset checks.
 
+Two assets split by partitioning: the billing models (tag `billing_daily`: the
+intermediate rating models, the draft-invoice marts and the marts built from them,
+MRR/ARR and revenue) are built per daily billing partition with the partition window
+as dbt vars, and a backfill of many days is one dbt invocation over the whole window
+(single-run backfill policy), not one per day. Staging, dimensions and monthly usage
+are unpartitioned and upstream of them.
+"""
+
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -7,7 +16,12 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from dagster_billing.dbt_project import billing_dbt_project
-from dagster_billing.resources import WarehouseResource
+from dagster_billing.partitions import daily_partitions
+from dagster_billing.resources import RatingResource, WarehouseResource
+
+INVOICE_MODELS = "tag:billing_daily"
+# One dbt at a time on the warehouse: concurrent runs would rebuild the same views.
+DBT_POOL = "dbt_warehouse"
 
 
 class BillingDbtTranslator(DagsterDbtTranslator):
@@ -22,10 +36,35 @@ class BillingDbtTranslator(DagsterDbtTranslator):
     manifest=billing_dbt_project.manifest_path,
     project=billing_dbt_project,
     dagster_dbt_translator=BillingDbtTranslator(),
+    exclude=INVOICE_MODELS,
+    pool=DBT_POOL,
 )
 def billing_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
 ):
-    """`dbt build` of the selected models, with their tests as asset checks."""
+    """`dbt build` of the unpartitioned models, with their tests as asset checks."""
     warehouse.export_dbt_env()
     yield from dbt.cli(["build"], context=context).stream()
+
+
+@dbt_assets(
+    manifest=billing_dbt_project.manifest_path,
+    project=billing_dbt_project,
+    dagster_dbt_translator=BillingDbtTranslator(),
+    select=INVOICE_MODELS,
+    name="billing_invoice_models",
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=DBT_POOL,
+)
+def billing_invoice_models(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: WarehouseResource,
+    rating: RatingResource,
+):
+    """Draft invoices for the billing dates in the run's partition window [start, end)."""
+    warehouse.export_dbt_env()
+    window = context.partition_time_window
+    dbt_vars = rating.dbt_vars(window.start, window.end)
+    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()

@@ -1,6 +1,14 @@
 """Resources: one per outside system, each built from settings in `definitions.py`."""
 
 from dagster_billing.resources.invoicing import InvoicingResource
+from dagster_billing.resources.prometheus import PrometheusResource, PrometheusUnavailableError
+from dagster_billing.resources.rating import RatingResource
 from dagster_billing.resources.warehouse import WarehouseResource
 
-__all__ = ["InvoicingResource", "WarehouseResource"]
+__all__ = [
+    "InvoicingResource",
+    "PrometheusResource",
+    "PrometheusUnavailableError",
+    "RatingResource",
+    "WarehouseResource",
+]

@@ -183,6 +183,84 @@ usage_metrics = _table(
     Column("ingested_at", TIMESTAMPTZ),
 )
 
+usage_daily = _table(
+    "usage_daily",
+    Column("organization_id", BigInteger, primary_key=True),
+    Column("metric", Text, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("quantity", QUANTITY),
+    Column("hours", SmallInteger),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+usage_rejects = _table(
+    "usage_rejects",
+    Column("id", BigInteger, primary_key=True),
+    Column("hour_start", TIMESTAMPTZ),
+    Column("source", Text),
+    Column("organization", Text),
+    Column("metric", Text),
+    Column("series", JSONB),
+    Column("sample_at", TIMESTAMPTZ),
+    Column("value", Text),
+    Column("reason", Text),
+    Column("run_id", Text),
+    Column("detected_at", TIMESTAMPTZ),
+)
+
+usage_ingestions = _table(
+    "usage_ingestions",
+    Column("id", BigInteger, primary_key=True),
+    Column("hour_start", TIMESTAMPTZ),
+    Column("run_id", Text),
+    Column("series", Integer),
+    Column("samples", Integer),
+    Column("rows_written", Integer),
+    Column("rows_changed", Integer),
+    Column("rejects", Integer),
+    Column("ingested_at", TIMESTAMPTZ),
+)
+
+usage_adjustments = _table(
+    "usage_adjustments",
+    Column("id", BigInteger, primary_key=True),
+    Column("organization_id", BigInteger),
+    Column("metric", Text),
+    Column("hour_start", TIMESTAMPTZ),
+    Column("invoice_id", BigInteger),
+    Column("old_quantity", QUANTITY),
+    Column("new_quantity", QUANTITY),
+    Column("source", Text),
+    Column("detected_at", TIMESTAMPTZ),
+    Column("consumed_at", TIMESTAMPTZ),
+)
+
+usage_imports = _table(
+    "usage_imports",
+    Column("id", BigInteger, primary_key=True),
+    Column("file_name", Text),
+    Column("file_sha256", CHAR(64)),
+    Column("rows_read", BigInteger),
+    Column("rows_invalid", BigInteger),
+    Column("rows_duplicate", BigInteger),
+    Column("rows_written", BigInteger),
+    Column("imported_at", TIMESTAMPTZ),
+)
+
+usage_threshold_crossings = _table(
+    "usage_threshold_crossings",
+    Column("organization_id", BigInteger, primary_key=True),
+    Column("metric", Text, primary_key=True),
+    Column("period_start", TIMESTAMPTZ, primary_key=True),
+    Column("threshold", SmallInteger, primary_key=True),
+    Column("period_end", TIMESTAMPTZ),
+    Column("plan_id", Text),
+    Column("quota", QUANTITY),
+    Column("usage", QUANTITY),
+    Column("event_id", UUID(as_uuid=True)),
+    Column("crossed_at", TIMESTAMPTZ),
+)
+
 invoices = _table(
     "invoices",
     Column("id", BigInteger, primary_key=True),

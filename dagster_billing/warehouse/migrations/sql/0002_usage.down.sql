@@ -1,2 +1,4 @@
--- Reserved: filled in by the change that needs it.
-select 1;
+drop table dictamesh_billing_usage_adjustments;
+drop table dictamesh_billing_usage_ingestions;
+drop table dictamesh_billing_usage_rejects;
+drop table dictamesh_billing_usage_daily;

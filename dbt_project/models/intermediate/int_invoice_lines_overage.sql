@@ -1,0 +1,182 @@
+-- Overage (RATE_CARD.md step 4 and rules 2, 3, 5, 6, 8). Quotas are prorated by the
+-- seconds each plan was active in the usage period; storage is the average over every
+-- hour of the whole period (missing hours count 0). The overage quantity in billing
+-- units is rounded to 6 decimals once, after the subtraction, from one exact division:
+-- (used x h - sum(quota x seconds)) / (P x unit size), h = P for sums and 3,600 for
+-- averages, P = seconds of the period. Graduated tiers price each slice at its tier,
+-- volume tiers price the whole quantity at the tier its total falls in (bounds
+-- inclusive); with tiered_pricing off everything is priced at the first tier.
+with schedule as (
+    select * from {{ ref('int_invoice_schedule') }}
+    where has_arrears and {{ in_billing_window('billing_date') }}
+),
+
+subscriptions as (
+    select * from {{ ref('stg_billing__subscriptions') }}
+),
+
+states as (
+    select * from {{ ref('int_subscription_states') }}
+),
+
+quotas as (
+    select * from {{ ref('stg_billing__plan_quotas') }}
+),
+
+metrics as (
+    select * from {{ ref('stg_billing__metrics') }}
+),
+
+tiers as (
+    select * from {{ ref('stg_billing__pricing_tiers') }}
+),
+
+usage as (
+    select * from {{ ref('int_usage_by_invoice') }}
+),
+
+segments as (
+    select
+        schedule.invoice_key,
+        states.plan_id,
+        states.bills_overage,
+        {{ seconds_between(
+            'greatest(states.valid_from, schedule.arrears_start)',
+            'least(states.valid_to, schedule.arrears_end)'
+        ) }} as active_seconds
+    from schedule
+    inner join states
+        on
+            schedule.subscription_id = states.subscription_id
+            and states.valid_from < schedule.arrears_end
+            and states.valid_to > schedule.arrears_start
+),
+
+-- rule 6: no overage when the plan was free for the whole usage period
+billable as (
+    select invoice_key
+    from segments
+    group by invoice_key
+    having bool_or(bills_overage)
+),
+
+prorated_quotas as (
+    select
+        segments.invoice_key,
+        quotas.metric,
+        sum(quotas.included_quantity * segments.active_seconds) as quota_seconds
+    from segments
+    inner join quotas on segments.plan_id = quotas.plan_id
+    group by segments.invoice_key, quotas.metric
+),
+
+overage as (
+    select
+        schedule.invoice_key,
+        schedule.currency,
+        schedule.arrears_start,
+        schedule.arrears_end,
+        subscriptions.pricing_mode,
+        usage.metric,
+        metrics.metric_name,
+        round(
+            (
+                usage.used_quantity
+                * case
+                    when metrics.aggregation = 'average' then 3600
+                    else {{ seconds_between('schedule.arrears_start', 'schedule.arrears_period_end') }}
+                end
+                - coalesce(prorated_quotas.quota_seconds, 0)
+            )
+            / ({{ seconds_between('schedule.arrears_start', 'schedule.arrears_period_end') }}
+            * metrics.unit_size),
+            6
+        ) as quantity
+    from schedule
+    inner join billable on schedule.invoice_key = billable.invoice_key
+    inner join subscriptions on schedule.subscription_id = subscriptions.subscription_id
+    inner join usage on schedule.invoice_key = usage.invoice_key
+    inner join metrics on usage.metric = metrics.metric
+    left join prorated_quotas
+        on
+            schedule.invoice_key = prorated_quotas.invoice_key
+            and usage.metric = prorated_quotas.metric
+),
+
+positive as (
+    select * from overage where quantity > 0
+),
+
+slices as (
+    select
+        positive.invoice_key,
+        positive.metric,
+        tiers.tier,
+        tiers.unit_price,
+        case
+            when not {{ var('tiered_pricing') }} then positive.quantity
+            when positive.pricing_mode = 'volume' then positive.quantity
+            else least(positive.quantity, coalesce(tiers.upper_bound, positive.quantity))
+                - tiers.lower_bound
+        end as slice_quantity
+    from positive
+    inner join tiers
+        on positive.metric = tiers.metric and positive.currency = tiers.currency
+    where
+        case
+            when not {{ var('tiered_pricing') }} then tiers.tier = 1
+            when positive.pricing_mode = 'volume'
+                then
+                    positive.quantity > tiers.lower_bound
+                    and (tiers.upper_bound is null or positive.quantity <= tiers.upper_bound)
+            else positive.quantity > tiers.lower_bound
+        end
+),
+
+priced as (
+    select
+        *,
+        round(slice_quantity * unit_price, 6) as slice_amount
+    from slices
+),
+
+final as (
+    select
+        positive.invoice_key,
+        'overage' as kind,
+        case positive.metric
+            when 'api_calls' then 1
+            when 'storage' then 2
+            when 'transfer' then 3
+            when 'query_processing' then 4
+            else 5
+        end as sort_key,
+        positive.metric_name || ' overage' as description,
+        positive.metric,
+        positive.quantity::numeric(24, 6) as quantity,
+        case when count(*) = 1 then max(priced.unit_price) end::numeric(20, 6) as unit_amount,
+        sum(priced.slice_amount)::numeric(20, 6) as amount,
+        positive.arrears_start as period_start,
+        positive.arrears_end as period_end,
+        jsonb_agg(
+            jsonb_build_object(
+                'tier', priced.tier,
+                'quantity', priced.slice_quantity::text,
+                'unit_amount', priced.unit_price::text,
+                'amount', priced.slice_amount::text
+            )
+            order by priced.tier
+        ) as tier_detail
+    from positive
+    inner join priced
+        on positive.invoice_key = priced.invoice_key and positive.metric = priced.metric
+    group by
+        positive.invoice_key,
+        positive.metric,
+        positive.metric_name,
+        positive.quantity,
+        positive.arrears_start,
+        positive.arrears_end
+)
+
+select * from final

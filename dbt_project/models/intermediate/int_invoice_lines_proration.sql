@@ -1,0 +1,135 @@
+-- Proration (RATE_CARD.md "Billing periods and proration", rules 4 and 8), by seconds:
+-- a change inside a fee period gives, per component whose amount changed, a credit
+-- -(old x fraction) and a charge new x fraction on the next invoice, where fraction =
+-- seconds from the change to the fee period end / seconds of the fee period (the term
+-- year on annual plans). An immediate cancellation credits the unused fee and seats.
+with schedule as (
+    select * from {{ ref('int_invoice_schedule') }}
+    where has_arrears and {{ in_billing_window('billing_date') }}
+),
+
+states as (
+    select * from {{ ref('int_subscription_states') }}
+),
+
+calendar as (
+    select * from {{ ref('int_billing_calendar') }}
+),
+
+changes as (
+    select
+        schedule.invoice_key,
+        new_state.state_seq,
+        new_state.valid_from as changed_at,
+        calendar.fee_period_start,
+        calendar.fee_period_end,
+        old_state.plan_label as old_label,
+        new_state.plan_label as new_label,
+        old_state.fee_amount as old_fee,
+        new_state.fee_amount as new_fee,
+        old_state.seat_amount as old_seats,
+        new_state.seat_amount as new_seats
+    from schedule
+    inner join states as new_state
+        on
+            schedule.subscription_id = new_state.subscription_id
+            and new_state.state_seq > 0
+            and new_state.valid_from >= schedule.arrears_start
+            and new_state.valid_from < schedule.arrears_end
+    inner join states as old_state
+        on
+            new_state.subscription_id = old_state.subscription_id
+            and new_state.state_seq = old_state.state_seq + 1
+    inner join calendar
+        on
+            new_state.subscription_id = calendar.subscription_id
+            and new_state.valid_from >= calendar.period_start
+            and new_state.valid_from < calendar.period_end
+    -- a change on a fee date was billed in advance at the new price
+    where new_state.valid_from <> calendar.fee_period_start
+),
+
+cancellations as (
+    select
+        schedule.invoice_key,
+        schedule.billing_date as cancelled_at,
+        calendar.fee_period_start,
+        calendar.fee_period_end,
+        states.plan_label,
+        states.fee_amount,
+        states.seat_amount
+    from schedule
+    inner join states
+        on
+            schedule.subscription_id = states.subscription_id
+            and schedule.billing_date = states.valid_to
+            and states.valid_from < states.valid_to
+    inner join calendar
+        on
+            schedule.subscription_id = calendar.subscription_id
+            and schedule.billing_date > calendar.period_start
+            and schedule.billing_date < calendar.period_end
+    where schedule.invoice_type = 'final'
+),
+
+pairs as (
+    -- component 1: the fee; component 2: extra seats; within a pair the credit first
+    select
+        invoice_key, state_seq, 1 as component, 1 as side, changed_at,
+        fee_period_start, fee_period_end,
+        'Unused time on ' || old_label as description, -old_fee as full_amount
+    from changes where old_fee <> new_fee
+    union all
+    select
+        invoice_key, state_seq, 1, 2, changed_at, fee_period_start, fee_period_end,
+        'Remaining time on ' || new_label, new_fee
+    from changes where old_fee <> new_fee
+    union all
+    select
+        invoice_key, state_seq, 2, 1, changed_at, fee_period_start, fee_period_end,
+        'Unused time on extra seats', -old_seats
+    from changes where old_seats <> new_seats
+    union all
+    select
+        invoice_key, state_seq, 2, 2, changed_at, fee_period_start, fee_period_end,
+        'Remaining time on extra seats', new_seats
+    from changes where old_seats <> new_seats
+    union all
+    -- the cancellation credits come after every change of the period
+    select
+        invoice_key, 1000000, 1, 1, cancelled_at, fee_period_start, fee_period_end,
+        'Unused time on ' || plan_label, -fee_amount
+    from cancellations where fee_amount <> 0
+    union all
+    select
+        invoice_key, 1000000, 2, 1, cancelled_at, fee_period_start, fee_period_end,
+        'Unused time on extra seats', -seat_amount
+    from cancellations where seat_amount <> 0
+),
+
+final as (
+    select
+        invoice_key,
+        'proration' as kind,
+        state_seq * 10 + component * 2 + side as sort_key,
+        description,
+        null::text as metric,
+        round(
+            {{ seconds_between('changed_at', 'fee_period_end') }}
+            / {{ seconds_between('fee_period_start', 'fee_period_end') }},
+            6
+        )::numeric(24, 6) as quantity,
+        full_amount::numeric(20, 6) as unit_amount,
+        -- multiply before dividing: one rounding of the exact product (rule 2);
+        -- round() on numeric is half away from zero, also for credits (rule 1)
+        round(
+            full_amount * {{ seconds_between('changed_at', 'fee_period_end') }}
+            / {{ seconds_between('fee_period_start', 'fee_period_end') }},
+            6
+        )::numeric(20, 6) as amount,
+        changed_at as period_start,
+        fee_period_end as period_end
+    from pairs
+)
+
+select * from final

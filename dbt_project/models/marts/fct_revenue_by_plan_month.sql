@@ -1,0 +1,61 @@
+{{ config(tags=['billing_daily']) }}
+-- Billed revenue (draft invoice lines, before discounts and tax) per plan, calendar
+-- month of the billing date, and currency, with the USD equivalent for reporting.
+with lines as (
+    select * from {{ ref('fct_invoice_line_items') }}
+),
+
+invoices as (
+    select * from {{ ref('fct_invoices') }}
+),
+
+states as (
+    select * from {{ ref('int_subscription_states') }}
+),
+
+fx_rates as (
+    select * from {{ ref('stg_billing__fx_rates') }}
+),
+
+billed as (
+    select
+        states.plan_id,
+        date_trunc('month', invoices.billing_date, 'UTC') as month_start,
+        invoices.currency,
+        lines.kind,
+        lines.amount
+    from lines
+    inner join invoices on lines.invoice_key = invoices.invoice_key
+    -- the plan in effect on the billing date (the last one for a final invoice)
+    inner join states
+        on
+            invoices.subscription_id = states.subscription_id
+            and states.valid_from <= invoices.billing_date
+            and (states.valid_to > invoices.billing_date or states.valid_to = invoices.billing_date)
+),
+
+final as (
+    select
+        billed.plan_id,
+        (billed.month_start at time zone 'UTC')::date as month,
+        billed.currency,
+        sum(billed.amount) filter (where billed.kind in ('subscription_fee', 'seats', 'proration'))
+            ::numeric(20, 6) as recurring_revenue,
+        sum(billed.amount) filter (where billed.kind in ('overage', 'adjustment'))
+            ::numeric(20, 6) as usage_revenue,
+        sum(billed.amount)::numeric(20, 6) as revenue,
+        round(sum(billed.amount) * max(rate.usd_per_unit), 6)::numeric(20, 6) as revenue_usd
+    from billed
+    left join lateral (
+        select fx_rates.usd_per_unit
+        from fx_rates
+        where
+            fx_rates.currency = billed.currency
+            and fx_rates.valid_from <= (billed.month_start at time zone 'UTC')::date
+        order by fx_rates.valid_from desc
+        limit 1
+    ) as rate on true
+    group by billed.plan_id, billed.month_start, billed.currency
+)
+
+select * from final

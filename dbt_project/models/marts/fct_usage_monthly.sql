@@ -1,0 +1,46 @@
+-- Usage per organization, metric and calendar month (UTC): totals for summed metrics;
+-- for averaged ones (storage) the average over every hour of the month, a missing hour
+-- counting as 0, as billing does (RATE_CARD.md storage rule).
+with usage as (
+    select * from {{ ref('stg_billing__usage_metrics') }}
+),
+
+metrics as (
+    select * from {{ ref('stg_billing__metrics') }}
+),
+
+monthly as (
+    select
+        organization_id,
+        metric,
+        date_trunc('month', hour_start, 'UTC') as month_start,
+        sum(quantity) as total_quantity,
+        count(*) as hours_reported
+    from usage
+    group by organization_id, metric, date_trunc('month', hour_start, 'UTC')
+),
+
+final as (
+    select
+        monthly.organization_id,
+        monthly.metric,
+        (monthly.month_start at time zone 'UTC')::date as month,
+        monthly.total_quantity::numeric(24, 6) as total_quantity,
+        case
+            when metrics.aggregation = 'average'
+                then round(
+                    monthly.total_quantity * 3600
+                    / extract(epoch from (
+                        (monthly.month_start at time zone 'UTC' + interval '1 month')
+                        at time zone 'UTC' - monthly.month_start
+                    )),
+                    6
+                )
+            else monthly.total_quantity
+        end::numeric(24, 6) as billed_quantity,
+        monthly.hours_reported
+    from monthly
+    inner join metrics on monthly.metric = metrics.metric
+)
+
+select * from final

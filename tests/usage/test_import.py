@@ -1,0 +1,184 @@
+"""Bulk import: CSV and JSON Lines through COPY, bad rows by line and field, duplicates,
+re-imports that change nothing, and a million rows in seconds."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from dagster_billing.usage.importer import ImportResult, UsageImportError, import_usage
+from dagster_billing.warehouse.database import Warehouse
+from tests.test_cli import billing
+from tests.usage.helpers import create_organizations, usage_rows
+
+H = datetime(2026, 4, 2, 7, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def orgs(engine: Engine) -> dict[str, int]:
+    return create_organizations(engine, "imp-a", "imp-b")
+
+
+def _import(engine: Engine, path: Path, skip_invalid: bool = False) -> ImportResult:
+    with engine.begin() as conn:
+        return import_usage(conn, path, skip_invalid=skip_invalid)
+
+
+def test_csv_imports_and_a_second_import_changes_nothing(
+    engine: Engine, orgs: dict[str, int], tmp_path: Path
+) -> None:
+    path = tmp_path / "usage.csv"
+    path.write_text(
+        "organization,metric,hour,quantity,idempotency_key\n"
+        "imp-a,api_calls,2026-04-02T07:00:00Z,1200,k1\n"
+        "imp-a,storage,2026-04-02T07:00:00+00:00,12.5,k2\n"
+        "imp-b,transfer,2026-04-02 07:00:00,0.000001,\n"  # no offset: UTC
+        "imp-a,api_calls,2026-04-02T07:00:00Z,1200,k1\n"  # an exact repeat: a duplicate
+    )
+    result = _import(engine, path)
+    assert (result.rows_read, result.rows_written, result.rows_duplicate) == (4, 3, 1)
+    assert usage_rows(engine, H) == {
+        ("imp-a", "api_calls"): Decimal("1200"),
+        ("imp-a", "storage"): Decimal("12.5"),
+        ("imp-b", "transfer"): Decimal("0.000001"),
+    }
+    again = _import(engine, path)
+    assert (again.rows_read, again.rows_written) == (4, 0)
+
+
+def test_jsonl_with_timestamps_lands_in_their_hour(
+    engine: Engine, orgs: dict[str, int], tmp_path: Path
+) -> None:
+    path = tmp_path / "usage.jsonl"
+    rows = [
+        {
+            "organization": "imp-b",
+            "metric": "query_processing",
+            "timestamp": "2026-04-02T08:59:59.999+02:00",
+            "quantity": "3.25",
+        },
+        {
+            "organization": "imp-b",
+            "metric": "api_calls",
+            "timestamp": "2026-04-02T07:30:00Z",
+            "quantity": 7,
+            "idempotency_key": "j\\1",
+        },
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = _import(engine, path)
+    assert result.rows_written == 2
+    rows_now = usage_rows(engine, H - timedelta(hours=1))
+    assert rows_now == {("imp-b", "query_processing"): Decimal("3.25")}
+    assert usage_rows(engine, H)[("imp-b", "api_calls")] == Decimal("7")
+
+
+BAD_CSV = (
+    "organization,metric,hour,quantity,idempotency_key\n"
+    "imp-a,api_calls,2026-04-03T00:00:00Z,5,ok-1\n"  # line 2: fine
+    "nobody,api_calls,2026-04-03T00:00:00Z,5,\n"  # 3: unknown organization
+    "imp-a,bandwidth,2026-04-03T00:00:00Z,5,\n"  # 4: unknown metric
+    "imp-a,api_calls,2026-04-03T00:30:00Z,5,\n"  # 5: not on the hour
+    "imp-a,api_calls,yesterday-ish,5,\n"  # 6: not a timestamp
+    "imp-a,transfer,2026-04-03T00:00:00Z,-5,\n"  # 7: negative
+    "imp-a,transfer,2026-04-03T01:00:00Z,1.0000001,\n"  # 8: 7 decimals
+    "imp-a,api_calls,2026-04-03T00:00:00Z,6,\n"  # 9: conflicts with line 2
+    "imp-b,api_calls,2026-04-03T00:00:00Z,1,ok-1\n"  # 10: key reused for another row
+    "imp-b,storage,2026-04-03T00:00:00Z,,\n"  # 11: quantity missing
+)
+
+
+def test_bad_rows_are_reported_by_line_and_field_and_nothing_loads(
+    engine: Engine, orgs: dict[str, int], tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    with pytest.raises(UsageImportError) as error:
+        _import(engine, path)
+    assert "9 of 10 rows invalid; nothing imported" in str(error.value)
+    assert error.value.problems == [
+        "line 3: organization: unknown organization 'nobody'",
+        "line 4: metric: unknown metric 'bandwidth'",
+        "line 5: hour: must be the start of an hour, got '2026-04-03T00:30:00Z'",
+        "line 6: hour: not a timestamp, got 'yesterday-ish'",
+        "line 7: quantity: must be a decimal >= 0 with at most 6 decimals, got '-5'",
+        "line 8: quantity: must be a decimal >= 0 with at most 6 decimals, got '1.0000001'",
+        "line 9: organization, metric, hour: conflicts with line 2",
+        "line 10: idempotency_key: used by line 2 for a different row",
+        "line 11: quantity: required",
+    ]
+    assert usage_rows(engine, datetime(2026, 4, 3, tzinfo=UTC)) == {}
+
+    skipped = _import(engine, path, skip_invalid=True)
+    assert (skipped.rows_invalid, skipped.rows_written) == (9, 1)
+    assert usage_rows(engine, datetime(2026, 4, 3, tzinfo=UTC)) == {
+        ("imp-a", "api_calls"): Decimal("5")
+    }
+
+
+def test_malformed_files_fail_with_the_line(
+    engine: Engine, orgs: dict[str, int], tmp_path: Path
+) -> None:
+    csv_path = tmp_path / "short.csv"
+    csv_path.write_text("organization,metric,hour,quantity\nimp-a,api_calls,2026-04-03T00:00:00Z\n")
+    with pytest.raises(UsageImportError, match=r"short.csv: line 2: malformed row"):
+        _import(engine, csv_path)
+    header = tmp_path / "header.csv"
+    header.write_text("org,metric,hour,quantity\n")
+    with pytest.raises(UsageImportError, match=r"line 1: unknown column 'org'"):
+        _import(engine, header)
+    jsonl = tmp_path / "bad.jsonl"
+    jsonl.write_text('{"organization": "imp-a"\n[1, 2]\n')
+    with pytest.raises(UsageImportError) as error:
+        _import(engine, jsonl)
+    assert error.value.problems == [
+        "line 1: line: not a JSON object",
+        "line 2: line: not a JSON object",
+    ]
+
+
+def test_cli_import_reports_and_exits_nonzero_on_bad_rows(
+    warehouse: Warehouse, orgs: dict[str, int], tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(BAD_CSV)
+    refused = billing("usage", "import", str(path), dsn=warehouse.libpq_url())
+    assert refused.returncode == 1
+    assert "line 3: organization: unknown organization 'nobody'" in refused.stderr
+    accepted = billing("usage", "import", str(path), "--skip-invalid", dsn=warehouse.libpq_url())
+    assert accepted.returncode == 0, accepted.stderr
+    assert "10 rows read" in accepted.stdout
+
+
+def test_a_million_rows_import_in_seconds(engine: Engine, tmp_path: Path) -> None:
+    organizations = [f"bulk-{n:04d}" for n in range(1000)]
+    create_organizations(engine, *organizations)
+    path = tmp_path / "million.csv"
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    hours = [(start + timedelta(hours=h)).strftime("%Y-%m-%dT%H:00:00Z") for h in range(1000)]
+    with path.open("w") as handle:
+        handle.write("organization,metric,hour,quantity\n")
+        for hour in hours:
+            for org in organizations:
+                handle.write(f"{org},api_calls,{hour},17\n")
+    began = time.monotonic()
+    result = _import(engine, path)
+    elapsed = time.monotonic() - began
+    assert (result.rows_read, result.rows_written) == (1_000_000, 1_000_000)
+    with engine.connect() as conn:
+        total = conn.scalar(
+            sa.text(
+                "select sum(quantity) from dictamesh_billing_usage_metrics"
+                " where hour_start >= :s and hour_start < :e"
+            ),
+            {"s": start, "e": start + timedelta(hours=1000)},
+        )
+    assert total == Decimal(17_000_000)
+    assert elapsed < 60, f"1M rows took {elapsed:.1f} s"
