@@ -19,8 +19,17 @@ from dagster_billing.invoicing.pdf import missing_pdfs, store_pdfs
 from dagster_billing.partitions import daily_partitions
 from dagster_billing.resources import InvoicingResource, WarehouseResource
 
+# The rating marts (dbt, same daily partitions) that hold the drafts: docs/invoice-marts.md.
+DRAFT_MARTS = [
+    dg.AssetKey("fct_invoices"),
+    dg.AssetKey("fct_invoice_line_items"),
+    dg.AssetKey("fct_invoice_credit_applications"),
+]
 
-@dg.asset(partitions_def=daily_partitions, group_name="invoicing", kinds={"postgres"})
+
+@dg.asset(
+    partitions_def=daily_partitions, group_name="invoicing", deps=DRAFT_MARTS, kinds={"postgres"}
+)
 def invoices_finalized(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, invoicing: InvoicingResource
 ) -> dg.MaterializeResult:
