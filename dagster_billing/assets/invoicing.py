@@ -19,6 +19,10 @@ from dagster_billing.invoicing.pdf import missing_pdfs, store_pdfs
 from dagster_billing.partitions import daily_partitions
 from dagster_billing.resources import InvoicingResource, WarehouseResource
 
+# A backfill of many days is one run over their whole window (one finalizing transaction,
+# numbers in billing-date order), like the dbt billing models it reads.
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+
 # The rating marts (dbt, same daily partitions) that hold the drafts: docs/invoice-marts.md.
 DRAFT_MARTS = [
     dg.AssetKey("fct_invoices"),
@@ -28,7 +32,11 @@ DRAFT_MARTS = [
 
 
 @dg.asset(
-    partitions_def=daily_partitions, group_name="invoicing", deps=DRAFT_MARTS, kinds={"postgres"}
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    group_name="invoicing",
+    deps=DRAFT_MARTS,
+    kinds={"postgres"},
 )
 def invoices_finalized(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, invoicing: InvoicingResource
@@ -59,6 +67,7 @@ def invoices_finalized(
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
     group_name="invoicing",
     deps=[invoices_finalized],
     kinds={"pdf"},
@@ -82,6 +91,7 @@ def invoice_pdfs(
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
     group_name="invoicing",
     deps=[invoices_finalized],
     kinds={"postgres"},
