@@ -46,8 +46,18 @@ lines as (
     select * from overage
     union all
     select
-        invoice_key, kind, sort_key, description, metric, quantity, unit_amount, amount,
-        period_start, period_end, tier_detail, adjusts_invoice_key
+        invoice_key,
+        kind,
+        sort_key,
+        description,
+        metric,
+        quantity,
+        unit_amount,
+        amount,
+        period_start,
+        period_end,
+        tier_detail,
+        adjusts_invoice_key
     from adjustments
 ),
 

@@ -19,8 +19,8 @@ final as (
     inner join usage
         on
             schedule.organization_id = usage.organization_id
-            and usage.hour_start >= schedule.arrears_start
-            and usage.hour_start < schedule.arrears_end
+            and schedule.arrears_start <= usage.hour_start
+            and schedule.arrears_end > usage.hour_start
     group by schedule.invoice_key, usage.metric
 )
 
