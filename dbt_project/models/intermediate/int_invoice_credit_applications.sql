@@ -1,4 +1,3 @@
-{{ config(materialized='table') }}
 -- Credits after tax (RATE_CARD.md step 8, rules 10-11). Each organization's invoices
 -- are walked in (billing date, subscription) order with its pool of credits: the
 -- ledger's remaining grants in the invoice currency, plus the balance credits that

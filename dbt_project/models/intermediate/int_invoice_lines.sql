@@ -1,4 +1,3 @@
-{{ config(materialized='table') }}
 -- Every draft line in RATE_CARD.md order (fee, seats, proration, overage, then usage
 -- corrections of finalized invoices), each rounded
 -- half up (away from zero) to its currency's minor unit (step 5; JPY has none).

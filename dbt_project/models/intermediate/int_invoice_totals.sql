@@ -1,4 +1,3 @@
-{{ config(materialized='table') }}
 -- Subtotal, promotions, tax (RATE_CARD.md steps 6-7, rules 9-11). Promotions apply in
 -- position order, each to what is left of the subtotal, while the invoice's sequence
 -- number is within the promotion's duration; a percent discount is rounded to the minor

@@ -1,6 +1,6 @@
 -- Usage each rated invoice bills in arrears (int_rated_invoices): the sum of hourly rows
 -- in [arrears_start, arrears_end) per organization and metric. The one scan of the usage
--- table, read once per run through int_invoice_lines (a table).
+-- table, read once per run.
 with schedule as (
     select * from {{ ref('int_rated_invoices') }}
 ),
