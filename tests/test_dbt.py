@@ -19,12 +19,11 @@ from dagster_billing.warehouse.database import Warehouse, make_engine
 
 
 def test_dbt_build_is_green_and_checks_pass(warehouse: Warehouse) -> None:
-    dbt = build_resources(load_settings())["dbt"]
-    assert isinstance(dbt, DbtCliResource)
     resources = {
-        "dbt": dbt,
+        **build_resources(load_settings()),
         "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir="unused"),
     }
+    assert isinstance(resources["dbt"], DbtCliResource)
     result = dg.materialize([billing_dbt_models], resources=resources)
     assert result.success
     evaluations = result.get_asset_check_evaluations()

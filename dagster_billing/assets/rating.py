@@ -2,13 +2,14 @@
 
 Two assets split by partitioning: the billing models (tag `billing_daily`: the
 intermediate rating models, the draft-invoice marts and the marts built from them,
-MRR/ARR and revenue) are built per daily billing partition with the partition window
-as dbt vars, and a backfill of many days is one dbt invocation over the whole window
-(single-run backfill policy), not one per day. Staging, dimensions and monthly usage
-are unpartitioned and upstream of them.
+MRR/ARR and revenue) are built per daily billing partition, the partition window passed
+in the environment (BILLING_WINDOW_START/END), and a backfill of many days is one dbt
+invocation over the whole window (single-run backfill policy), not one per day.
+Staging, dimensions and monthly usage are unpartitioned and upstream of them.
 """
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 from dagster_billing.dbt_project import billing_dbt_project
 from dagster_billing.partitions import daily_partitions
 from dagster_billing.resources import RatingResource, WarehouseResource
+from dagster_billing.resources.rating import window_env
 
 INVOICE_MODELS = "tag:billing_daily"
 # Unit tests check the SQL, not the data: CI runs them (tests/test_dbt.py), a billing
@@ -43,11 +45,16 @@ class BillingDbtTranslator(DagsterDbtTranslator):
     pool=DBT_POOL,
 )
 def billing_dbt_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: WarehouseResource,
+    rating: RatingResource,
 ):
     """`dbt build` of the unpartitioned models, with their tests as asset checks."""
     warehouse.export_dbt_env()
-    yield from dbt.cli(["build", *NO_UNIT_TESTS], context=context).stream()
+    # the same vars as the billing runs, so neither invalidates the other's parse
+    args = ["build", *NO_UNIT_TESTS, "--vars", json.dumps(rating.dbt_vars())]
+    yield from dbt.cli(args, context=context).stream()
 
 
 @dbt_assets(
@@ -69,7 +76,6 @@ def billing_invoice_models(
     """Draft invoices for the billing dates in the run's partition window [start, end)."""
     warehouse.export_dbt_env()
     window = context.partition_time_window
-    dbt_vars = rating.dbt_vars(window.start, window.end)
-    yield from dbt.cli(
-        ["build", *NO_UNIT_TESTS, "--vars", json.dumps(dbt_vars)], context=context
-    ).stream()
+    os.environ.update(window_env(window.start, window.end))
+    args = ["build", *NO_UNIT_TESTS, "--vars", json.dumps(rating.dbt_vars())]
+    yield from dbt.cli(args, context=context).stream()

@@ -32,7 +32,7 @@ from dagster_billing.dbt_project import (
     parse_manifest,
 )
 from dagster_billing.rating.scenario import Catalog, Scenario
-from dagster_billing.resources.rating import RatingResource
+from dagster_billing.resources.rating import RatingResource, window_env
 from dagster_billing.resources.warehouse import dbt_env
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, Settings
 from dagster_billing.warehouse.database import Warehouse
@@ -244,9 +244,11 @@ def run_invoice_models(
     this process, on the parsed manifest relocated to the scenario's schema."""
     from dbt.cli.main import dbtRunner
 
-    rules = RatingResource.from_settings(settings)
-    window = rules.dbt_vars(datetime(1970, 1, 1, tzinfo=UTC), as_of + timedelta(microseconds=1))
-    env = dbt_env(warehouse, schema)
+    dbt_vars = RatingResource.from_settings(settings).dbt_vars()
+    env = {
+        **dbt_env(warehouse, schema),
+        **window_env(datetime(1970, 1, 1, tzinfo=UTC), as_of + timedelta(microseconds=1)),
+    }
     manifest = _relocated_manifest(env["BILLING_DBT_DBNAME"], schema)
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
@@ -267,7 +269,7 @@ def run_invoice_models(
                     "--select",
                     *(f"+{model}" for model in INVOICE_MODELS),
                     "--vars",
-                    json.dumps(window),
+                    json.dumps(dbt_vars),
                 ]
             )
     finally:

@@ -24,12 +24,18 @@ class RatingResource(dg.ConfigurableResource):
             credits_enabled=settings.feature_credits,
         )
 
-    def dbt_vars(self, window_start: datetime, window_end: datetime) -> dict[str, str]:
-        """dbt bills the billing dates in [window_start, window_end) with these settings."""
+    def dbt_vars(self) -> dict[str, str]:
+        """The settings as dbt vars: the same every run, so dbt's partial parsing holds."""
         return {
-            "window_start": window_start.isoformat(),
-            "window_end": window_end.isoformat(),
             "default_tax_rate": self.default_tax_rate,
             "tiered_pricing": str(self.tiered_pricing).lower(),
             "credits_enabled": str(self.credits_enabled).lower(),
         }
+
+
+def window_env(window_start: datetime, window_end: datetime) -> dict[str, str]:
+    """The billing dates a run builds, [start, end), as the environment dbt reads."""
+    return {
+        "BILLING_WINDOW_START": window_start.isoformat(),
+        "BILLING_WINDOW_END": window_end.isoformat(),
+    }

@@ -1,10 +1,12 @@
-{#- The half-open window [window_start, window_end) of billing dates a run builds. -#}
+{#- The half-open window [window_start, window_end) of billing dates a run builds, from
+    the environment (RatingResource.window_env): it changes every run, and a changed
+    --vars would make dbt re-parse the whole project each time. -#}
 {% macro window_start() -%}
-    '{{ var("window_start") }}'::timestamptz
+    '{{ env_var("BILLING_WINDOW_START", "2026-01-01T00:00:00+00:00") }}'::timestamptz
 {%- endmacro %}
 
 {% macro window_end() -%}
-    '{{ var("window_end") }}'::timestamptz
+    '{{ env_var("BILLING_WINDOW_END", "2026-01-02T00:00:00+00:00") }}'::timestamptz
 {%- endmacro %}
 
 {% macro in_billing_window(column) -%}
