@@ -144,12 +144,13 @@ def _load(conn: Connection, path: Path) -> str:
 
 _HOURS = """
 create temp table usage_import_hours on commit drop as
-select t, at, date_trunc('hour', at, 'UTC') as hour_start,
+select t, rows, at, date_trunc('hour', at, 'UTC') as hour_start,
        date_trunc('hour', at, 'UTC') = at as aligned
 from (
-    select t, case when dictamesh_billing_is_valid(t, 'timestamptz')
-                   then cast(t as timestamptz) end as at
-    from (select distinct coalesce(hour, "timestamp") as t from usage_import_stage) d
+    select t, rows, case when dictamesh_billing_is_valid(t, 'timestamptz')
+                         then cast(t as timestamptz) end as at
+    from (select coalesce(hour, "timestamp") as t, count(*) as rows
+          from usage_import_stage group by 1) d
 ) parsed
 """
 
@@ -300,8 +301,15 @@ def _swap_day(conn: Connection, name: str, params: dict[str, datetime]) -> int:
     ATTACH PARTITION checks the foreign keys with one join and builds the indexes by
     sorting. The day is locked from the start, so no concurrent write is lost.
     """
+    empty = not conn.scalar(sa.text(f"select exists (select 1 from {name})"))
     changed = conn.scalar(
-        sa.text(f"select count(*) {_CHANGED.format(old=name)} and {_DIFFERS}"), params
+        sa.text(
+            "select count(*) from usage_import_checked c"
+            f" where c.hour_start >= :start and c.hour_start < :end and c.{VALID}"
+            if empty
+            else f"select count(*) {_CHANGED.format(old=name)} and {_DIFFERS}"
+        ),
+        params,
     )
     fresh = f"{name}_import"
     start, end = params["start"].isoformat(), params["end"].isoformat()
@@ -313,19 +321,21 @@ def _swap_day(conn: Connection, name: str, params: dict[str, datetime]) -> int:
             f" check (hour_start >= '{start}' and hour_start < '{end}')"
         )
     )
-    conn.execute(
-        sa.text(
-            f"insert into {fresh} select c.organization_id, c.metric, c.hour_start, c.quantity,"
-            " 'import', c.idempotency_key,"
-            f" case when u.source is not null and not {_DIFFERS} then u.ingested_at else now() end"
-            f" {_CHANGED.format(old=name)}"
-            f" union all select u.* from {name} u where not exists (select 1 from"
-            " usage_import_checked c where c.hour_start = u.hour_start"
-            " and c.organization_id = u.organization_id and c.metric = u.metric"
-            f" and c.{VALID})"
-        ),
-        params,
+    fill = (
+        f"insert into {fresh} select c.organization_id, c.metric, c.hour_start, c.quantity,"
+        " 'import', c.idempotency_key, now() from usage_import_checked c"
+        f" where c.hour_start >= :start and c.hour_start < :end and c.{VALID}"
+        if empty
+        else f"insert into {fresh} select c.organization_id, c.metric, c.hour_start, c.quantity,"
+        " 'import', c.idempotency_key,"
+        f" case when u.source is not null and not {_DIFFERS} then u.ingested_at else now() end"
+        f" {_CHANGED.format(old=name)}"
+        f" union all select u.* from {name} u where not exists (select 1 from"
+        " usage_import_checked c where c.hour_start = u.hour_start"
+        " and c.organization_id = u.organization_id and c.metric = u.metric"
+        f" and c.{VALID})"
     )
+    conn.execute(sa.text(fill), params)
     conn.execute(
         sa.text(
             f"alter table {PARENT} detach partition {name}; drop table {name};"
@@ -356,7 +366,10 @@ def _validate(conn: Connection, is_jsonl: bool) -> None:
     if not _unique(conn, f"create unique index usage_import_row on {row_key}"):
         conn.execute(sa.text(_DUPLICATES))
         conn.execute(sa.text(f"create index usage_import_row on {row_key}"))
-    key = "usage_import_checked (idempotency_key) where problem is null"
+    key = (
+        "usage_import_checked (idempotency_key)"
+        " where problem is null and idempotency_key is not null"
+    )
     if not _unique(conn, f"create unique index usage_import_key on {key} and not duplicate"):
         conn.execute(
             sa.text(
@@ -401,8 +414,8 @@ def import_usage(
         )
     days = conn.execute(
         sa.text(
-            "select date_trunc('day', hour_start, 'UTC') as day, count(*)"
-            f" from usage_import_checked where {VALID} group by 1 order by 1"
+            "select date_trunc('day', hour_start, 'UTC') as day, sum(rows)"
+            " from usage_import_hours where hour_start is not null group by 1 order by 1"
         )
     ).all()
     if days:
