@@ -248,7 +248,7 @@ def test_a_large_import_merges_with_the_days_existing_rows(engine: Engine, tmp_p
     mention survive, rows it mentions are replaced, a re-import changes nothing."""
     organizations = [f"swap-{n:04d}" for n in range(1000)]
     ids = create_organizations(engine, *organizations)
-    day = datetime(2026, 6, 1, tzinfo=UTC)
+    day = datetime(2026, 7, 1, tzinfo=UTC)  # clear of the million-row test's days
     insert_usage(engine, ids["swap-0000"], "api_calls", day, 5)
     insert_usage(engine, ids["swap-0000"], "storage", day, 9)
     insert_usage(engine, ids["swap-0001"], "api_calls", day + timedelta(days=1), 3)
@@ -268,6 +268,6 @@ def test_a_large_import_merges_with_the_days_existing_rows(engine: Engine, tmp_p
     with engine.connect() as conn:
         indexes = conn.scalar(
             sa.text("select count(*) from pg_indexes where tablename = :t"),
-            {"t": "dictamesh_billing_usage_metrics_p20260601"},
+            {"t": "dictamesh_billing_usage_metrics_p20260701"},
         )
     assert indexes == 2  # primary key and hour index rebuilt on the swapped-in partition
