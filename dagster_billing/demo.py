@@ -340,6 +340,19 @@ def _invoice_table(conn: Connection) -> list[str]:
                 f"      {line.kind:<17} {line.description[:40]:<40}"
                 f" {line.quantity.normalize():>14f} {line.amount:>12.2f}"
             )
+    lines.append("finalized invoices (dictamesh_billing_invoices):")
+    for inv in conn.execute(
+        sa.text(
+            "select i.number, o.external_id, i.status, i.currency, i.total, i.amount_due,"
+            " i.pdf_path from dictamesh_billing_invoices i"
+            " join dictamesh_billing_organizations o on o.id = i.organization_id"
+            " where i.number is not null order by i.number"
+        )
+    ):
+        lines.append(
+            f"  {inv.number}  {inv.external_id:<10} {inv.status:<6} {inv.currency}"
+            f" total {inv.total:>10.2f}  due {inv.amount_due:>10.2f}  {inv.pdf_path or 'no PDF'}"
+        )
     lines.append("MRR (analytics.fct_mrr, USD):")
     for row in conn.execute(
         sa.text(

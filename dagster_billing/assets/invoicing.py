@@ -19,8 +19,25 @@ from dagster_billing.invoicing.pdf import missing_pdfs, store_pdfs
 from dagster_billing.partitions import daily_partitions
 from dagster_billing.resources import InvoicingResource, WarehouseResource
 
+# A backfill of many days is one run over their whole window (one finalizing transaction,
+# numbers in billing-date order), like the dbt billing models it reads.
+SINGLE_RUN = dg.BackfillPolicy.single_run()
 
-@dg.asset(partitions_def=daily_partitions, group_name="invoicing", kinds={"postgres"})
+# The rating marts (dbt, same daily partitions) that hold the drafts: docs/invoice-marts.md.
+DRAFT_MARTS = [
+    dg.AssetKey("fct_invoices"),
+    dg.AssetKey("fct_invoice_line_items"),
+    dg.AssetKey("fct_invoice_credit_applications"),
+]
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
+    group_name="invoicing",
+    deps=DRAFT_MARTS,
+    kinds={"postgres"},
+)
 def invoices_finalized(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, invoicing: InvoicingResource
 ) -> dg.MaterializeResult:
@@ -50,6 +67,7 @@ def invoices_finalized(
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
     group_name="invoicing",
     deps=[invoices_finalized],
     kinds={"pdf"},
@@ -73,6 +91,7 @@ def invoice_pdfs(
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=SINGLE_RUN,
     group_name="invoicing",
     deps=[invoices_finalized],
     kinds={"postgres"},

@@ -6,16 +6,15 @@ The event id is a UUIDv5 of the dedupe key, so writing the same business event t
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-
-from dagster_billing.warehouse.schema import outbox
 
 EVENT_NAMESPACE = uuid.UUID("6f1c2a4e-9a57-4f43-8d0e-3c1b7f0e2b61")
 
@@ -30,24 +29,35 @@ class Event:
     occurred_at: datetime
 
 
+# One statement and one JSON parameter for a whole batch: thousands of bound rows or
+# arrays cost more to adapt than json.dumps does to write.
+_INSERT_EVENTS = sa.text(
+    """
+    insert into dictamesh_billing_outbox
+        (event_id, event_type, aggregate_type, aggregate_id, dedupe_key, payload, occurred_at)
+    select event_id, event_type, aggregate_type, aggregate_id, dedupe_key, payload, occurred_at
+    from jsonb_to_recordset(cast(:events as jsonb)) as e(
+        event_id uuid, event_type text, aggregate_type text, aggregate_id text,
+        dedupe_key text, payload jsonb, occurred_at timestamptz)
+    on conflict do nothing
+    """
+)
+
+
 def write_events(conn: Connection, events: Iterable[Event]) -> int:
     """Insert events, skipping any already written; returns how many were new."""
     rows = [
         {
-            "event_id": uuid.uuid5(EVENT_NAMESPACE, event.dedupe_key),
-            "event_type": event.event_type,
-            "aggregate_type": event.aggregate_type,
-            "aggregate_id": event.aggregate_id,
-            "dedupe_key": event.dedupe_key,
-            "payload": dict(event.payload),
-            "occurred_at": event.occurred_at,
+            "event_id": str(uuid.uuid5(EVENT_NAMESPACE, e.dedupe_key)),
+            "event_type": e.event_type,
+            "aggregate_type": e.aggregate_type,
+            "aggregate_id": e.aggregate_id,
+            "dedupe_key": e.dedupe_key,
+            "payload": dict(e.payload),
+            "occurred_at": e.occurred_at.isoformat(),
         }
-        for event in events
+        for e in events
     ]
     if not rows:
         return 0
-    result = conn.execute(
-        insert(outbox).on_conflict_do_nothing().returning(outbox.c.id),
-        rows,
-    )
-    return len(result.all())
+    return conn.execute(_INSERT_EVENTS, {"events": json.dumps(rows)}).rowcount

@@ -8,6 +8,7 @@ or racing two runs never yields a second invoice or burns a number. Numbers come
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.engine import Connection
 
 from dagster_billing.invoicing import InvoicingError
@@ -29,6 +30,47 @@ from dagster_billing.warehouse.schema import (
 )
 
 FINALIZE_LOCK = "dictamesh_billing_invoices.finalize"
+_INVOICE_COPY_COLUMNS = [
+    "invoice_key",
+    "organization_id",
+    "subscription_id",
+    "period_start",
+    "period_end",
+    "currency",
+    "subtotal",
+    "discount",
+    "tax_rate",
+    "tax",
+    "total",
+    "credits_applied",
+    "amount_due",
+]
+_LINE_COPY_COLUMNS = [
+    "invoice_id",
+    "line_number",
+    "kind",
+    "description",
+    "metric",
+    "quantity",
+    "unit_amount",
+    "amount",
+    "period_start",
+    "period_end",
+    "tier_detail",
+    "adjusts_invoice_id",
+]
+# draft -> open (or paid at $0) for the whole batch in one statement and one parameter.
+_OPEN_INVOICES = sa.text(
+    """
+    update dictamesh_billing_invoices i
+    set number = v.number, status = v.status, issued_at = v.issued_at, due_at = v.due_at,
+        paid_at = v.paid_at, updated_at = now()
+    from jsonb_to_recordset(cast(:rows as jsonb)) as v(
+        id bigint, number text, status text, issued_at timestamptz, due_at timestamptz,
+        paid_at timestamptz)
+    where i.id = v.id
+    """
+)
 _GRANT = credits.alias("g")
 
 
@@ -38,6 +80,21 @@ class FinalizeResult:
     skipped: int = 0
     zero_paid: int = 0
     credit_applications: int = 0
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serializable: {value!r}")
+
+
+def copy_rows(conn: Connection, table: sa.Table, columns: list[str], rows: list[tuple]) -> None:
+    """COPY rows into `table` inside the caller's transaction: one round trip for
+    thousands of rows (row triggers still fire), where INSERTs would take one each."""
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor.copy(f"copy {table.name} ({', '.join(columns)}) from stdin") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def format_number(prefix: str, year: int, sequence: int) -> str:
@@ -209,50 +266,43 @@ def finalize_drafts(
     if not new:
         return FinalizeResult(skipped=len(drafts))
 
-    inserted = conn.execute(
-        insert(invoices).returning(invoices.c.id, sort_by_parameter_order=True),
-        [
-            {
-                "invoice_key": d.invoice_key,
-                "organization_id": d.organization_id,
-                "subscription_id": d.subscription_id,
-                "period_start": d.period_start,
-                "period_end": d.period_end,
-                "currency": d.currency,
-                "status": "draft",
-                "subtotal": d.subtotal,
-                "discount": d.discount,
-                "tax_rate": d.tax_rate,
-                "tax": d.tax,
-                "total": d.total,
-                "credits_applied": d.credits_applied,
-                "amount_due": d.amount_due,
-            }
-            for d in new
-        ],
+    copy_rows(
+        conn,
+        invoices,
+        [*_INVOICE_COPY_COLUMNS, "status"],
+        [(*(getattr(d, c) for c in _INVOICE_COPY_COLUMNS), "draft") for d in new],
     )
-    ids = [row.id for row in inserted]
+    keys = sa.bindparam("keys", type_=ARRAY(sa.Text))
+    id_by_key = {
+        row.invoice_key: row.id
+        for row in conn.execute(
+            sa.select(invoices.c.invoice_key, invoices.c.id).where(
+                invoices.c.invoice_key == sa.func.any(keys)
+            ),
+            {"keys": [d.invoice_key for d in new]},
+        )
+    }
+    ids = [id_by_key[d.invoice_key] for d in new]
     adjusted = _resolve_adjusted(conn, new)
     line_rows = [
-        {
-            "invoice_id": invoice_id,
-            "line_number": line.line_number,
-            "kind": line.kind,
-            "description": line.description,
-            "metric": line.metric,
-            "quantity": line.quantity,
-            "unit_amount": line.unit_amount,
-            "amount": line.amount,
-            "period_start": line.period_start,
-            "period_end": line.period_end,
-            "tier_detail": line.tier_detail,
-            "adjusts_invoice_id": adjusted.get(line.adjusts_invoice_key or ""),
-        }
+        (
+            invoice_id,
+            line.line_number,
+            line.kind,
+            line.description,
+            line.metric,
+            line.quantity,
+            line.unit_amount,
+            line.amount,
+            line.period_start,
+            line.period_end,
+            line.tier_detail,
+            adjusted.get(line.adjusts_invoice_key or ""),
+        )
         for invoice_id, draft in zip(ids, new, strict=True)
         for line in draft.lines
     ]
-    if line_rows:
-        conn.execute(sa.insert(invoice_line_items), line_rows)
+    copy_rows(conn, invoice_line_items, _LINE_COPY_COLUMNS, line_rows)
 
     years = Counter(d.billing_date.year for d in new)
     sequences = _allocate_numbers(conn, prefix, years)
@@ -269,7 +319,7 @@ def finalize_drafts(
         zero_paid += paid
         updates.append(
             {
-                "b_id": invoice_id,
+                "id": invoice_id,
                 "number": number,
                 "status": "paid" if paid else "open",
                 "issued_at": issued,
@@ -315,19 +365,7 @@ def finalize_drafts(
                     issued,
                 )
             )
-    conn.execute(
-        sa.update(invoices)
-        .where(invoices.c.id == sa.bindparam("b_id"))
-        .values(
-            number=sa.bindparam("number"),
-            status=sa.bindparam("status"),
-            issued_at=sa.bindparam("issued_at"),
-            due_at=sa.bindparam("due_at"),
-            paid_at=sa.bindparam("paid_at"),
-            updated_at=sa.func.now(),
-        ),
-        updates,
-    )
+    conn.execute(_OPEN_INVOICES, {"rows": json.dumps(updates, default=_iso)})
 
     applications = _apply_credits(conn, new, ids, numbered)
     for row in applications:

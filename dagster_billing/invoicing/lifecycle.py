@@ -115,6 +115,37 @@ def mark_paid(conn: Connection, number: str, *, at: datetime) -> bool:
     return True
 
 
+def mark_uncollectible(
+    conn: Connection, number: str, *, reason: str, actor: str, at: datetime
+) -> None:
+    """Write off an open invoice (dunning gave up); it can still be paid or voided later."""
+    if not reason.strip():
+        raise InvoicingError("reason: marking an invoice uncollectible needs a reason")
+    invoice = _locked(conn, number)
+    if invoice["status"] != "open":
+        raise InvoicingError(
+            f"status: invoice {number} is {invoice['status']}, cannot become uncollectible"
+        )
+    conn.execute(
+        sa.update(invoices)
+        .where(invoices.c.id == invoice["id"])
+        .values(status="uncollectible", updated_at=sa.func.now())
+    )
+    audit.record(
+        conn,
+        actor=actor,
+        action="invoice.uncollectible",
+        entity_type="invoice",
+        entity_id=number,
+        payload={
+            "invoice_id": invoice["id"],
+            "reason": reason,
+            "amount_due": str(invoice["amount_due"]),
+            "at": at.isoformat(),
+        },
+    )
+
+
 def mark_overdue(conn: Connection, as_of: datetime) -> list[str]:
     """Flag open invoices past due at `as_of` (once each) and write `billing.invoice.overdue`."""
     rows = conn.execute(

@@ -9,6 +9,7 @@ WeasyPrint names font subsets from a hash of the font description, not at random
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -96,6 +97,17 @@ def _write_atomically(path: Path, data: bytes) -> None:
     partial.replace(path)
 
 
+# Path and hash for a batch in one statement; a hash once recorded is never replaced.
+_RECORD_PDFS = sa.text(
+    """
+    update dictamesh_billing_invoices i
+    set pdf_path = v.path, pdf_sha256 = v.sha256, updated_at = now()
+    from jsonb_to_recordset(cast(:rows as jsonb)) as v(id bigint, path text, sha256 text)
+    where i.id = v.id and i.pdf_sha256 is null
+    """
+)
+
+
 @dataclass(frozen=True)
 class StoredPdf:
     number: str
@@ -142,16 +154,22 @@ def store_pdfs(
     else:
         rendered = [_render_one(item) for item in items]
     stored = []
-    for invoice_id, context, data in zip(invoice_ids, contexts, rendered, strict=True):
+    for context, data in zip(contexts, rendered, strict=True):
         path = pdf_path(data_dir, context["number"])
         _write_atomically(path, data)
-        digest = hashlib.sha256(data).hexdigest()
+        stored.append(StoredPdf(context["number"], str(path), hashlib.sha256(data).hexdigest()))
+    if stored:
         conn.execute(
-            sa.update(invoices)
-            .where(invoices.c.id == invoice_id, invoices.c.pdf_sha256.is_(None))
-            .values(pdf_path=str(path), pdf_sha256=digest, updated_at=sa.func.now())
+            _RECORD_PDFS,
+            {
+                "rows": json.dumps(
+                    [
+                        {"id": i, "path": s.path, "sha256": s.sha256}
+                        for i, s in zip(invoice_ids, stored, strict=True)
+                    ]
+                )
+            },
         )
-        stored.append(StoredPdf(context["number"], str(path), digest))
     return stored
 
 

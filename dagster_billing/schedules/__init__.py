@@ -71,9 +71,10 @@ invoicing_daily_job = dg.define_asset_job(
     partitions_def=daily_partitions,
 )
 
-# The previous UTC day, once its drafts are rated: finalize, render, flag overdue.
+# The previous UTC day at 03:30, after the usage rollup (02:30) and the day's rating:
+# finalize, render, flag overdue.
 invoicing_daily_schedule = dg.build_schedule_from_partitioned_job(
-    invoicing_daily_job, hour_of_day=2, minute_of_hour=0
+    invoicing_daily_job, hour_of_day=3, minute_of_hour=30
 )
 
 schedules = [

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from dagster_billing.invoicing import InvoicingError
 from dagster_billing.invoicing.finalize import finalize_window
+from dagster_billing.warehouse.database import Warehouse, make_engine
 from tests.invoicing.conftest import Billing, Line, day
 
 D = Decimal
@@ -114,6 +118,31 @@ def test_two_concurrent_runs_of_one_day_finalize_each_draft_once(
             )
             == 8
         )
+
+
+def _finalize_in_process(url: str, start: datetime) -> list[str]:
+    """Runs in a spawned interpreter: its own engine, its own connection."""
+    engine = make_engine(Warehouse(make_url(url), embedded=True))
+    try:
+        with engine.begin() as conn:
+            return finalize_window(
+                conn, start, start + timedelta(days=1), prefix="PP-", due_days=30
+            ).numbers
+    finally:
+        engine.dispose()
+
+
+def test_two_processes_finalizing_one_day_number_each_invoice_once(
+    billing: Billing, warehouse: Warehouse
+) -> None:
+    keys = [billing.draft(billing.customer(), day(2, 20), _starter()) for _ in range(6)]
+    url = warehouse.url.render_as_string(hide_password=False)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(_finalize_in_process, [url, url], [day(2, 20)] * 2))
+    assert sorted(len(numbers) for numbers in results) == [0, 6]
+    assert sorted(billing.invoice(key)["number"] for key in keys) == [
+        f"PP-2026-{n:06d}" for n in range(1, 7)
+    ]
 
 
 def test_numbers_restart_each_year_and_a_rollback_returns_them(

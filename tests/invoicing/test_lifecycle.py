@@ -9,7 +9,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dagster_billing.invoicing import InvoicingError
-from dagster_billing.invoicing.lifecycle import mark_overdue, mark_paid, void_invoice
+from dagster_billing.invoicing.lifecycle import (
+    mark_overdue,
+    mark_paid,
+    mark_uncollectible,
+    void_invoice,
+)
 from dagster_billing.warehouse.audit import verify_chain
 from tests.invoicing.conftest import Billing, Line, day
 
@@ -107,3 +112,22 @@ def test_a_redelivered_payment_is_a_no_op(billing: Billing, engine: Engine) -> N
     with engine.begin() as conn:
         assert mark_paid(conn, number, at=day(2, 16)) is False
     assert billing.invoice(key)["paid_at"] == day(2, 15)
+
+
+def test_an_uncollectible_invoice_can_still_be_paid_but_not_reopened(
+    billing: Billing, engine: Engine
+) -> None:
+    key = billing.draft(billing.customer(), day(2, 17), _fee())
+    billing.finalize(day(2, 17), prefix="U-")
+    number = billing.invoice(key)["number"]
+    with engine.begin() as conn:
+        mark_uncollectible(conn, number, reason="Dunning exhausted", actor="dunning", at=day(4, 1))
+    assert billing.invoice(key)["status"] == "uncollectible"
+    with pytest.raises(sa.exc.IntegrityError, match="not allowed"), engine.begin() as conn:
+        conn.execute(
+            sa.text("update dictamesh_billing_invoices set status = 'open' where number = :n"),
+            {"n": number},
+        )
+    with engine.begin() as conn:
+        assert mark_paid(conn, number, at=day(4, 2)) is True
+    assert billing.invoice(key)["status"] == "paid"

@@ -1,4 +1,7 @@
 -- Reverse of 0004_invoicing.up.sql.
+drop trigger if exists dictamesh_billing_invoice_line_items_insert_guard
+    on dictamesh_billing_invoice_line_items;
+drop function if exists dictamesh_billing_invoice_line_insert_guard();
 drop trigger if exists dictamesh_billing_invoice_line_items_guard
     on dictamesh_billing_invoice_line_items;
 drop function if exists dictamesh_billing_invoice_line_guard();

@@ -70,22 +70,42 @@ create trigger dictamesh_billing_invoices_guard
     before update or delete on dictamesh_billing_invoices
     for each row execute function dictamesh_billing_invoice_guard();
 
--- Lines may only be written while their invoice is a draft.
+-- Lines may only be written while their invoice is a draft. Inserts are checked once per
+-- statement (finalization COPYs thousands of lines); updates and deletes, rare, per row.
 create function dictamesh_billing_invoice_line_guard() returns trigger language plpgsql as $$
 declare
     target_status text;
 begin
-    select status into target_status from dictamesh_billing_invoices
-    where id = case when tg_op = 'INSERT' then new.invoice_id else old.invoice_id end;
+    select status into target_status from dictamesh_billing_invoices where id = old.invoice_id;
     if target_status is distinct from 'draft' then
-        raise exception 'invoice line: % refused, invoice % is %', tg_op,
-            case when tg_op = 'INSERT' then new.invoice_id else old.invoice_id end,
+        raise exception 'invoice line: % refused, invoice % is %', tg_op, old.invoice_id,
             target_status using errcode = 'integrity_constraint_violation';
     end if;
     return case when tg_op = 'DELETE' then old else new end;
 end
 $$;
 
+create function dictamesh_billing_invoice_line_insert_guard() returns trigger
+language plpgsql as $$
+declare
+    offending bigint;
+begin
+    select n.invoice_id into offending
+    from inserted_lines n join dictamesh_billing_invoices i on i.id = n.invoice_id
+    where i.status <> 'draft' limit 1;
+    if offending is not null then
+        raise exception 'invoice line: INSERT refused, invoice % is finalized', offending
+            using errcode = 'integrity_constraint_violation';
+    end if;
+    return null;
+end
+$$;
+
 create trigger dictamesh_billing_invoice_line_items_guard
-    before insert or update or delete on dictamesh_billing_invoice_line_items
+    before update or delete on dictamesh_billing_invoice_line_items
     for each row execute function dictamesh_billing_invoice_line_guard();
+
+create trigger dictamesh_billing_invoice_line_items_insert_guard
+    after insert on dictamesh_billing_invoice_line_items
+    referencing new table as inserted_lines
+    for each statement execute function dictamesh_billing_invoice_line_insert_guard();
