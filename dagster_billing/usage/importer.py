@@ -243,15 +243,9 @@ select line, first_line from (
 """
 
 
-# Days with more new rows than this are rebuilt and swapped in whole (see _swap_day).
+# Imports with more rows than this rebuild their days and swap them in (see _swap_days).
 SWAP_THRESHOLD = 20_000
 
-_CHANGED = f"""
-    from usage_import_checked c
-    left join {{old}} u on u.organization_id = c.organization_id and u.metric = c.metric
-        and u.hour_start = c.hour_start
-    where c.hour_start >= :start and c.hour_start < :end and c.{VALID}
-"""
 _DIFFERS = (
     "(u.quantity, u.source, u.idempotency_key) is distinct from"
     " (c.quantity, 'import', c.idempotency_key)"
@@ -268,73 +262,88 @@ def _unique(conn: Connection, ddl: str) -> bool:
     return True
 
 
-def _merge_day(conn: Connection, day: datetime, rows: int) -> int:
-    """Upsert one day's rows; returns the rows inserted or changed."""
-    params = {"start": day, "end": day + timedelta(days=1)}
-    name = partition_name(day.date())
-    conn.execute(sa.text(f"lock table {name} in share row exclusive mode"))
-    if rows > SWAP_THRESHOLD:
-        return _swap_day(conn, name, params)
+def _upsert(conn: Connection) -> int:
+    """Small imports: upsert row by row; returns the rows inserted or changed."""
     return conn.execute(
         sa.text(
             "insert into dictamesh_billing_usage_metrics as u (organization_id, metric,"
             " hour_start, quantity, source, idempotency_key)"
             " select organization_id, metric, hour_start, quantity, 'import', idempotency_key"
-            f" from usage_import_checked where hour_start >= :start and hour_start < :end"
-            f" and {VALID}"
+            f" from usage_import_checked where {VALID}"
             " on conflict (organization_id, metric, hour_start) do update"
             " set quantity = excluded.quantity, source = excluded.source,"
             " idempotency_key = excluded.idempotency_key, ingested_at = now()"
             " where (u.quantity, u.source, u.idempotency_key) is distinct from"
             " (excluded.quantity, excluded.source, excluded.idempotency_key)"
-        ),
-        params,
+        )
     ).rowcount
 
 
-def _swap_day(conn: Connection, name: str, params: dict[str, datetime]) -> int:
-    """Rebuild a day partition from its rows and the import's, then swap it in.
+def _swap_days(conn: Connection, days: list[datetime]) -> int:
+    """Large imports: rebuild each touched day partition from its rows and the import's,
+    then swap it in; returns the rows inserted or changed.
 
     A row-by-row insert into the partitioned table pays two foreign-key checks and two
-    index insertions per row (~30k rows/s); a fresh table is filled without either, and
-    ATTACH PARTITION checks the foreign keys with one join and builds the indexes by
-    sorting. The day is locked from the start, so no concurrent write is lost.
+    index insertions per row (~30k rows/s). Here the rows are routed in one statement into
+    fresh tables without either, and ATTACH PARTITION checks the foreign keys with one
+    join and builds the indexes by sorting. The days are locked first (in order, so two
+    imports cannot deadlock), so no concurrent write is lost.
     """
-    changed = conn.scalar(
-        sa.text(f"select count(*) {_CHANGED.format(old=name)} and {_DIFFERS}"), params
-    )
-    fresh = f"{name}_import"
-    start, end = params["start"].isoformat(), params["end"].isoformat()
-    conn.execute(sa.text(f"lock table {name} in access exclusive mode"))
+    names = [partition_name(day.date()) for day in days]
+    for name in names:
+        conn.execute(sa.text(f"lock table {name} in access exclusive mode"))
+    # Permanent (its partitions become permanent partitions), named per session.
+    target = f"usage_import_target_{conn.scalar(sa.text('select pg_backend_pid()'))}"
     conn.execute(
         sa.text(
-            f"create table {fresh} (like {PARENT} including defaults including constraints);"
-            f" alter table {fresh} add constraint {fresh}_range"
-            f" check (hour_start >= '{start}' and hour_start < '{end}')"
+            f"create table {target} (like {PARENT} including defaults including"
+            " constraints) partition by range (hour_start)"
         )
     )
+    bounds = []
+    for day, name in zip(days, names, strict=True):
+        start, end = day.isoformat(), (day + timedelta(days=1)).isoformat()
+        bounds.append((name, start, end))
+        conn.execute(
+            sa.text(
+                f"create table {name}_import (like {PARENT} including defaults including"
+                f" constraints); alter table {name}_import add constraint {name}_range"
+                f" check (hour_start >= '{start}' and hour_start < '{end}');"
+                f" alter table {target} attach partition {name}_import"
+                f" for values from ('{start}') to ('{end}')"
+            )
+        )
+    first, last = days[0], days[-1] + timedelta(days=1)
     conn.execute(
         sa.text(
-            f"insert into {fresh} select c.organization_id, c.metric, c.hour_start, c.quantity,"
-            " 'import', c.idempotency_key,"
-            f" case when u.source is not null and not {_DIFFERS} then u.ingested_at else now() end"
-            f" {_CHANGED.format(old=name)}"
-            f" union all select u.* from {name} u where not exists (select 1 from"
-            " usage_import_checked c where c.hour_start = u.hour_start"
-            " and c.organization_id = u.organization_id and c.metric = u.metric"
-            f" and c.{VALID})"
+            f"insert into {target} select c.organization_id, c.metric, c.hour_start,"
+            " c.quantity, 'import', c.idempotency_key,"
+            f" case when u.source is not null and not {_DIFFERS} then u.ingested_at"
+            " else now() end"
+            f" from usage_import_checked c left join {PARENT} u"
+            " on u.organization_id = c.organization_id and u.metric = c.metric"
+            " and u.hour_start = c.hour_start and u.hour_start >= :first and u.hour_start < :last"
+            f" where c.{VALID}"
         ),
-        params,
+        {"first": first, "last": last},
     )
-    conn.execute(
-        sa.text(
-            f"alter table {PARENT} detach partition {name}; drop table {name};"
-            f" alter table {fresh} rename to {name};"
-            f" alter table {PARENT} attach partition {name}"
-            f" for values from ('{start}') to ('{end}');"
-            f" alter table {name} drop constraint {fresh}_range"
+    changed = conn.scalar(sa.text(f"select count(*) from {target} where ingested_at = now()"))
+    for name, start, end in bounds:
+        conn.execute(
+            sa.text(
+                f"insert into {name}_import select u.* from {name} u where not exists"
+                " (select 1 from usage_import_checked c where c.hour_start = u.hour_start"
+                f" and c.organization_id = u.organization_id and c.metric = u.metric"
+                f" and c.{VALID});"
+                f" alter table {target} detach partition {name}_import;"
+                f" alter table {PARENT} detach partition {name}; drop table {name};"
+                f" alter table {name}_import rename to {name};"
+                f" alter table {PARENT} attach partition {name}"
+                f" for values from ('{start}') to ('{end}');"
+                f" alter table {name} drop constraint {name}_range"
+            )
         )
-    )
+    conn.execute(sa.text(f"drop table {target}"))
     return changed
 
 
@@ -356,7 +365,10 @@ def _validate(conn: Connection, is_jsonl: bool) -> None:
     if not _unique(conn, f"create unique index usage_import_row on {row_key}"):
         conn.execute(sa.text(_DUPLICATES))
         conn.execute(sa.text(f"create index usage_import_row on {row_key}"))
-    key = "usage_import_checked (idempotency_key) where problem is null"
+    key = (
+        "usage_import_checked (idempotency_key)"
+        " where problem is null and idempotency_key is not null"
+    )
     if not _unique(conn, f"create unique index usage_import_key on {key} and not duplicate"):
         conn.execute(
             sa.text(
@@ -401,8 +413,8 @@ def import_usage(
         )
     days = conn.execute(
         sa.text(
-            "select date_trunc('day', hour_start, 'UTC') as day, count(*)"
-            f" from usage_import_checked where {VALID} group by 1 order by 1"
+            "select distinct date_trunc('day', hour_start, 'UTC') as day"
+            " from usage_import_hours where hour_start is not null order by 1"
         )
     ).all()
     if days:
@@ -417,7 +429,10 @@ def import_usage(
             {},
             "import",
         )
-        result.rows_written = sum(_merge_day(conn, day, rows) for day, rows in days)
+        valid = result.rows_read - result.rows_invalid - result.rows_duplicate
+        result.rows_written = (
+            _swap_days(conn, [day for (day,) in days]) if valid > SWAP_THRESHOLD else _upsert(conn)
+        )
     conn.execute(
         sa.text(
             "insert into dictamesh_billing_usage_imports (file_name, file_sha256, rows_read,"

@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -225,18 +224,3 @@ def rollup_day(conn: Connection, day: date) -> int:
         ),
         params,
     ).rowcount
-
-
-def usage_between(
-    conn: Connection, organization_id: int, start: datetime, end: datetime
-) -> dict[str, Decimal]:
-    """Hourly quantities summed per metric over [start, end) (storage: GB-hours)."""
-    rows = conn.execute(
-        sa.text(
-            "select metric, sum(quantity) from dictamesh_billing_usage_metrics"
-            " where organization_id = :org and hour_start >= :start and hour_start < :end"
-            " group by metric"
-        ),
-        {"org": organization_id, "start": start, "end": end},
-    )
-    return {metric: total for metric, total in rows}

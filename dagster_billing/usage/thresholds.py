@@ -65,7 +65,7 @@ where s.status in ('active', 'past_due') and s.started_at <= :now
   and (s.cancel_at is null or s.cancel_at > :now)
 """
 
-_CROSSINGS = """
+_CROSSINGS = f"""
 with periods as (
     select * from unnest(cast(:orgs as bigint[]), cast(:starts as timestamptz[]),
                          cast(:ends as timestamptz[]), cast(:plans as text[]))
@@ -96,7 +96,7 @@ inserted as (
         period_start, threshold, period_end, plan_id, quota, usage, event_id, crossed_at)
     select b.organization_id, b.metric, b.period_start, t.threshold, b.period_end, b.plan_id,
            b.quota, b.usage, gen_random_uuid(), :now
-    from billed b cross join (values (80), (100)) as t(threshold)
+    from billed b cross join (values {", ".join(f"({t})" for t in THRESHOLDS)}) as t(threshold)
     where b.usage * 100 >= b.quota * t.threshold
     on conflict do nothing
     returning *

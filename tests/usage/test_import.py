@@ -241,3 +241,33 @@ def test_changes_to_invoiced_hours_become_adjustments(engine: Engine, tmp_path: 
         ("transfer", Decimal(0), Decimal("2.5"), invoices[1], "import"),
         ("query_processing", Decimal(0), Decimal(3), invoices[1], "prometheus"),
     ]
+
+
+def test_a_large_import_merges_with_the_days_existing_rows(engine: Engine, tmp_path: Path) -> None:
+    """Above SWAP_THRESHOLD the day is rebuilt and swapped in: rows the file does not
+    mention survive, rows it mentions are replaced, a re-import changes nothing."""
+    organizations = [f"swap-{n:04d}" for n in range(1000)]
+    ids = create_organizations(engine, *organizations)
+    day = datetime(2026, 7, 1, tzinfo=UTC)  # clear of the million-row test's days
+    insert_usage(engine, ids["swap-0000"], "api_calls", day, 5)
+    insert_usage(engine, ids["swap-0000"], "storage", day, 9)
+    insert_usage(engine, ids["swap-0001"], "api_calls", day + timedelta(days=1), 3)
+    path = tmp_path / "day.csv"
+    with path.open("w") as handle:
+        handle.write("organization,metric,hour,quantity\n")
+        for hour in range(24):
+            stamp = (day + timedelta(hours=hour)).isoformat()
+            handle.writelines(f"{org},api_calls,{stamp},17\n" for org in organizations)
+    assert _import(engine, path).rows_written == 24_000
+    rows = usage_rows(engine, day)
+    assert rows[("swap-0000", "api_calls")] == Decimal(17)
+    assert rows[("swap-0000", "storage")] == Decimal(9)
+    assert len(rows) == 1001
+    assert usage_rows(engine, day + timedelta(days=1)) == {("swap-0001", "api_calls"): Decimal(3)}
+    assert _import(engine, path).rows_written == 0
+    with engine.connect() as conn:
+        indexes = conn.scalar(
+            sa.text("select count(*) from pg_indexes where tablename = :t"),
+            {"t": "dictamesh_billing_usage_metrics_p20260701"},
+        )
+    assert indexes == 2  # primary key and hour index rebuilt on the swapped-in partition
