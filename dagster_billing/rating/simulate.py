@@ -9,27 +9,36 @@ Production tables are only read (the catalog), and every schema is dropped after
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from dagster_billing.dbt_project import DBT_EXECUTABLE, DBT_PROFILES_DIR
+from dagster_billing.dbt_project import (
+    DBT_PROFILES_DIR,
+    billing_dbt_project,
+    manifest_is_stale,
+    parse_manifest,
+)
 from dagster_billing.rating.scenario import Catalog, Scenario
 from dagster_billing.resources.rating import RatingResource
 from dagster_billing.resources.warehouse import dbt_env
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, Settings
 from dagster_billing.warehouse.database import Warehouse
+
+if TYPE_CHECKING:
+    from dbt.contracts.graph.manifest import Manifest
 
 # What the dbt sources read: catalog tables are copied, the rest start empty.
 CATALOG_TABLES = (
@@ -202,34 +211,81 @@ def load_scenario(conn: Connection, schema: str, scenario: Scenario) -> None:
         )
 
 
+@lru_cache(maxsize=1)
+def _parsed_manifest() -> Manifest:
+    """The project's manifest, parsed once per process (a dbt parse costs seconds)."""
+    from dbt.contracts.graph.manifest import Manifest, WritableManifest
+
+    if manifest_is_stale():
+        parse_manifest()
+    path = billing_dbt_project.manifest_path
+    return Manifest.from_writable_manifest(WritableManifest.read_and_check_versions(str(path)))
+
+
+def _relocated_manifest(database: str, schema: str) -> Manifest:
+    """The manifest pointed at the scenario: sources in `schema`, models in `schema` plus
+    their layer suffix, all in `database`. What `--vars billing_source_schema` and a
+    profile schema would do, without the full re-parse that changing either costs."""
+    manifest = copy.deepcopy(_parsed_manifest())
+    target = manifest.nodes[f"model.dictamesh_billing.{INVOICE_MODELS[0]}"].schema
+    for source in manifest.sources.values():
+        source.database, source.schema = database, schema
+        source.relation_name = f'"{database}"."{schema}"."{source.identifier}"'
+    for node in manifest.nodes.values():
+        if node.resource_type.value in ("model", "seed", "snapshot"):
+            node.database = database
+            node.schema = schema + node.schema.removeprefix(target)
+            node.relation_name = f'"{database}"."{node.schema}"."{node.alias}"'
+        elif node.resource_type.value in ("test", "unit_test"):
+            node.database = database
+    return manifest
+
+
 def run_invoice_models(
     warehouse: Warehouse, schema: str, settings: Settings, as_of: datetime
 ) -> None:
-    """dbt run of the invoice marts and what they depend on, billing dates <= as_of."""
+    """dbt run of the invoice marts and what they depend on, billing dates <= as_of: in
+    this process, on the parsed manifest relocated to the scenario's schema."""
+    from dbt.cli.main import dbtRunner
+
     rules = RatingResource.from_settings(settings)
     window = rules.dbt_vars(datetime(1970, 1, 1, tzinfo=UTC), as_of + timedelta(microseconds=1))
-    variables = {**window, "billing_source_schema": schema}
-    env = {**os.environ, **dbt_env(warehouse, schema), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    with tempfile.TemporaryDirectory(prefix="billing-sim-dbt-") as target:
-        args = [
-            DBT_EXECUTABLE,
-            "run",
-            "--quiet",
-            "--profiles-dir",
-            str(DBT_PROFILES_DIR),
-            "--target-path",
-            target,
-            "--log-path",
-            target,
-            "--select",
-            *(f"+{model}" for model in INVOICE_MODELS),
-            "--vars",
-            json.dumps(variables),
+    env = dbt_env(warehouse, schema)
+    manifest = _relocated_manifest(env["BILLING_DBT_DBNAME"], schema)
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        with tempfile.TemporaryDirectory(prefix="billing-sim-dbt-") as target:
+            result = dbtRunner(manifest=manifest).invoke(
+                [
+                    "run",
+                    "--quiet",
+                    "--project-dir",
+                    str(PROJECT_ROOT),
+                    "--profiles-dir",
+                    str(DBT_PROFILES_DIR),
+                    "--target-path",
+                    target,
+                    "--log-path",
+                    target,
+                    "--select",
+                    *(f"+{model}" for model in INVOICE_MODELS),
+                    "--vars",
+                    json.dumps(window),
+                ]
+            )
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    if not result.success:
+        failures = [
+            str(r.message) for r in (result.result or []) if str(r.status) in ("error", "fail")
         ]
-        done = subprocess.run(args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            output = (done.stdout + done.stderr).strip()
-            raise SimulationError(f"dbt run failed on the scenario:\n{output[-4000:]}")
+        detail = "; ".join(failures) or str(result.exception)
+        raise SimulationError(f"dbt run failed on the scenario: {detail}")
 
 
 def _money(value: Decimal, minor_units: int) -> str:

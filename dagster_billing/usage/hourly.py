@@ -181,9 +181,13 @@ def _duration(delta: timedelta) -> str:
     return f"{int(delta.total_seconds())}s"
 
 
+def _quoted(value: str) -> str:
+    """A PromQL double-quoted string's content."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _regex_alternatives(values: Iterable[str]) -> str:
-    escaped = (re.escape(v).replace("\\", "\\\\").replace('"', '\\"') for v in sorted(values))
-    return "|".join(escaped)
+    return "|".join(_quoted(re.escape(v)) for v in sorted(values))
 
 
 def read_hour(
@@ -191,6 +195,7 @@ def read_hour(
     hour_start: datetime,
     baseline_lookback: timedelta = DEFAULT_BASELINE_LOOKBACK,
     fallback_lookback: timedelta = DEFAULT_FALLBACK_LOOKBACK,
+    organization: str | None = None,
 ) -> HourReading:
     """Raw samples of [hour_start, hour_start + 1h) and each counter's baseline.
 
@@ -200,7 +205,9 @@ def read_hour(
     """
     start_ms, end_ms = _ms(hour_start), _ms(hour_start + HOUR)
     by_metric: dict[str, list[Series]] = {}
-    for metric, name in SERIES_BY_METRIC.items():
+    only = f'{{organization="{_quoted(organization)}"}}' if organization else ""
+    for metric, series_name in SERIES_BY_METRIC.items():
+        name = series_name + only
         found: dict[tuple[tuple[str, str], ...], Series] = {}
         for result in prometheus.query(f"{name}[{_duration(HOUR)}]", hour_start + HOUR - ONE_MS):
             samples = [
@@ -219,7 +226,7 @@ def read_hour(
                 if s.baseline is None and (org := s.labels.get("organization"))
             }
             if missing and fallback_lookback > baseline_lookback:
-                selector = f'{name}{{organization=~"{_regex_alternatives(missing)}"}}'
+                selector = f'{series_name}{{organization=~"{_regex_alternatives(missing)}"}}'
                 _attach_baselines(prometheus, selector, hour_start, found, fallback_lookback)
         by_metric[metric] = list(found.values())
     return aggregate(hour_start, by_metric)

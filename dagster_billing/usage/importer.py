@@ -153,24 +153,24 @@ from (
 ) parsed
 """
 
-# Distinct organizations and hours are checked once each; per row only joins and a
-# numeric parse remain (a regular expression per row costs more than the COPY).
+# Distinct hours are parsed once each; per row only hash joins and a numeric parse remain
+# (a regular expression per row would cost more than the COPY).
 _CHECK = """
 create temp table usage_import_checked on commit drop as
-with orgs as (
-    select o.external_id, o.id from dictamesh_billing_organizations o
-    where o.external_id in (select distinct organization from usage_import_stage)
-),
-rows as (
+with rows as (
     select s.line, s.organization, s.metric, s.quantity, s.idempotency_key, {json}
            s.hour, s."timestamp", o.id as organization_id, m.id as metric_id,
-           h.hour_start, h.at, h.aligned,
-           case when dictamesh_billing_is_valid(s.quantity, 'numeric')
-                then cast(s.quantity as numeric) end as q
+           h.hour_start, h.at, h.aligned, parsed.q
     from usage_import_stage s
-    left join orgs o on o.external_id = s.organization
+    left join dictamesh_billing_organizations o on o.external_id = s.organization
     left join dictamesh_billing_metrics m on m.id = s.metric
     left join usage_import_hours h on h.t = coalesce(s.hour, s."timestamp")
+    -- offset 0 keeps the subquery from being inlined into each of q's eight uses
+    cross join lateral (
+        select case when dictamesh_billing_is_valid(s.quantity, 'numeric')
+                    then cast(s.quantity as numeric) end as q
+        offset 0
+    ) parsed
 )
 select line, organization_id, metric, hour_start,
        case when q >= 0 and q < 1e18 and scale(q) <= 6 then cast(q as numeric(24, 6)) end

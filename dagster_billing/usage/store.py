@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dagster_billing.usage.hourly import HOUR, HourReading, Reject, to_catalog_units
-from dagster_billing.warehouse.partitions import ensure_partitions_for
+from dagster_billing.warehouse.partitions import ensure_partitions_for, existing_partitions
 
 # The usage window each finalized invoice billed in arrears: from the previous finalized
 # invoice's billing date (or the subscription's start) up to its own billing date.
@@ -104,7 +104,8 @@ def write_hour(conn: Connection, reading: HourReading, run_id: str | None) -> Ho
     """
     hour = reading.hour_start
     lock_hour(conn, hour)
-    ensure_partitions_for(conn, hour, hour + HOUR)
+    if hour.date() not in existing_partitions(conn):  # the creation lock is global: avoid it
+        ensure_partitions_for(conn, hour, hour + HOUR)
     known = organization_ids(conn, (org for org, _ in reading.quantities))
     rejects = list(reading.rejects)
     rows = []
@@ -154,6 +155,7 @@ def write_hour(conn: Connection, reading: HourReading, run_id: str | None) -> Ho
         ),
         params,
     ).rowcount
+    conn.execute(sa.text("drop table usage_hour_new"))  # a backfill writes many hours
     conn.execute(
         sa.text(
             "delete from dictamesh_billing_usage_rejects where hour_start = :hour"

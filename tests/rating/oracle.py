@@ -225,7 +225,8 @@ class Line:
         if self.quantity is not None:
             out["quantity"] = self.quantity
         if self.unit_amount is not None:
-            out["unit_amount"] = format(round6(self.unit_amount), "f")
+            unit = round6(self.unit_amount)
+            out["unit_amount"] = format(unit.copy_abs() if unit == 0 else unit, "f")  # no -0
         out["amount"] = format(round_minor(self.amount, currency), "f")
         return out
 

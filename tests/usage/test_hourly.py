@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from dagster_billing.assets.usage import UsageHourlyConfig, usage_daily, usage_hourly
 from dagster_billing.resources import PrometheusResource
 from dagster_billing.usage.hourly import read_hour
+from dagster_billing.usage.realtime import current_period_usage
 from dagster_billing.usage.store import write_hour
 from dagster_billing.warehouse.database import Warehouse
 from tests.conftest import PrometheusServer, openmetrics_counter, start_prometheus
@@ -238,6 +239,24 @@ def test_prometheus_down_fails_clearly_and_writes_nothing(
     assert usage_hourly.op.retry_policy is not None
 
 
+def test_a_backfill_run_ingests_its_range_of_hours(
+    history: PrometheusServer, warehouse: Warehouse, engine: Engine, orgs: dict[str, int]
+) -> None:
+    result = dg.materialize(
+        [usage_hourly],
+        resources=resources(warehouse, history.url),
+        tags={
+            "dagster/asset_partition_range_start": "2026-03-10-10:00",
+            "dagster/asset_partition_range_end": "2026-03-10-11:00",
+        },
+    )
+    assert result.success
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["hours"].value == 2
+    assert usage_rows(engine, H) == EXPECTED
+    assert usage_rows(engine, H + timedelta(hours=1))[("acme", "api_calls")] == Decimal(15)
+
+
 def test_daily_rollup_sums_the_days_hours(
     history: PrometheusServer, warehouse: Warehouse, engine: Engine, orgs: dict[str, int]
 ) -> None:
@@ -263,3 +282,25 @@ def test_daily_rollup_sums_the_days_hours(
     assert daily[("acme", "api_calls")] == (Decimal("79"), 2)
     assert daily[("acme", "storage")] == (Decimal("153"), 2)
     assert daily[("globex", "api_calls")][0] == Decimal("501") + Decimal("999")
+
+
+def test_current_period_usage_adds_the_hours_not_yet_ingested(
+    history: PrometheusServer, engine: Engine, orgs: dict[str, int]
+) -> None:
+    eleven = H + timedelta(hours=1)
+    with engine.begin() as conn:
+        for table in ("dictamesh_billing_usage_metrics", "dictamesh_billing_usage_ingestions"):
+            conn.execute(sa.text(f"delete from {table} where hour_start = :h"), {"h": eleven})
+    now = eleven + timedelta(minutes=30)
+    prometheus = PrometheusResource(url=history.url)
+    with engine.connect() as conn:
+        live = current_period_usage(conn, "acme", H, now, prometheus)
+        stored = current_period_usage(conn, "acme", H, now, realtime=False)
+        with pytest.raises(ValueError, match="organization: unknown organization 'nobody'"):
+            current_period_usage(conn, "nobody", H, now)
+    assert live.live_hours == [eleven]
+    # 10:00 from the warehouse (64 calls, 53 GB-hours); 11:00 live: +15 calls, 100 GB-hours.
+    assert live.quantities["api_calls"] == Decimal(79)
+    assert live.quantities["storage"] == Decimal(153)
+    assert stored.quantities["api_calls"] == Decimal(64)
+    assert stored.live_hours == []

@@ -13,10 +13,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from dagster_billing.usage.hourly import HourReading
 from dagster_billing.usage.importer import ImportResult, UsageImportError, import_usage
+from dagster_billing.usage.store import write_hour
 from dagster_billing.warehouse.database import Warehouse
 from tests.test_cli import billing
-from tests.usage.helpers import create_organizations, usage_rows
+from tests.usage.helpers import create_organizations, create_subscription, insert_usage, usage_rows
 
 H = datetime(2026, 4, 2, 7, tzinfo=UTC)
 
@@ -182,3 +184,60 @@ def test_a_million_rows_import_in_seconds(engine: Engine, tmp_path: Path) -> Non
         )
     assert total == Decimal(17_000_000)
     assert elapsed < 60, f"1M rows took {elapsed:.1f} s"
+
+
+def test_changes_to_invoiced_hours_become_adjustments(engine: Engine, tmp_path: Path) -> None:
+    org = create_organizations(engine, "adj-org")["adj-org"]
+    started = datetime(2026, 3, 1, tzinfo=UTC)
+    subscription = create_subscription(engine, org, "starter", started, "sub-adj")
+    with engine.begin() as conn:
+        invoices = [
+            conn.scalar(
+                sa.text(
+                    "insert into dictamesh_billing_invoices (number, organization_id,"
+                    " subscription_id, period_start, period_end, currency, status, subtotal,"
+                    " total, amount_due) values (:n, :org, :sub, :start, :end, 'USD', :status,"
+                    " 99, 99, 99) returning id"
+                ),
+                {
+                    "n": f"INV-ADJ-{i}",
+                    "org": org,
+                    "sub": subscription,
+                    "start": start,
+                    "end": start + timedelta(days=31),
+                    "status": status,
+                },
+            )
+            for i, (start, status) in enumerate(
+                [(started, "paid"), (datetime(2026, 4, 1, tzinfo=UTC), "open")]
+            )
+        ]
+    billed_hour = datetime(2026, 3, 15, 10, tzinfo=UTC)  # billed in arrears by invoice 2
+    open_hour = datetime(2026, 4, 2, 10, tzinfo=UTC)  # not invoiced yet
+    insert_usage(engine, org, "api_calls", billed_hour, 40)
+
+    path = tmp_path / "late.csv"
+    path.write_text(
+        "organization,metric,hour,quantity\n"
+        f"adj-org,api_calls,{billed_hour.isoformat()},50\n"
+        f"adj-org,transfer,{billed_hour.isoformat()},2.5\n"
+        f"adj-org,api_calls,{open_hour.isoformat()},7\n"
+    )
+    assert _import(engine, path).adjustments == 2
+    # Prometheus ingestion of the same invoiced hour: its own rows only (the import's win).
+    with engine.begin() as conn:
+        reading = HourReading(billed_hour, {("adj-org", "query_processing"): Decimal(3 * 10**9)})
+        assert write_hour(conn, reading, None).adjustments == 1
+        adjustments = conn.execute(
+            sa.text(
+                "select metric, old_quantity, new_quantity, invoice_id, source"
+                " from dictamesh_billing_usage_adjustments where organization_id = :org"
+                " order by source, metric"
+            ),
+            {"org": org},
+        ).all()
+    assert adjustments == [
+        ("api_calls", Decimal(40), Decimal(50), invoices[1], "import"),
+        ("transfer", Decimal(0), Decimal("2.5"), invoices[1], "import"),
+        ("query_processing", Decimal(0), Decimal(3), invoices[1], "prometheus"),
+    ]
