@@ -1,14 +1,20 @@
 """`dbt build` runs green against the warehouse, through the Dagster assets."""
 
+import json
+import os
+import re
+import subprocess
+
 import dagster as dg
 import sqlalchemy as sa
 from dagster_dbt import DbtCliResource
 
-from dagster_billing.assets.rating import billing_dbt_models
-from dagster_billing.dbt_project import billing_dbt_project
+from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
+from dagster_billing.dbt_project import DBT_EXECUTABLE, DBT_PROFILES_DIR, billing_dbt_project
 from dagster_billing.definitions import build_resources
 from dagster_billing.resources import WarehouseResource
-from dagster_billing.settings import load_settings
+from dagster_billing.resources.warehouse import dbt_env
+from dagster_billing.settings import PROJECT_ROOT, load_settings
 from dagster_billing.warehouse.database import Warehouse, make_engine
 
 
@@ -32,3 +38,57 @@ def test_dbt_build_is_green_and_checks_pass(warehouse: Warehouse) -> None:
         )
     assert tiers == 11
     assert billing_dbt_project.manifest_path.exists()
+
+
+def test_invoice_models_unit_tests_and_documented_marts(warehouse: Warehouse) -> None:
+    """The daily billing models build for a partition with their checks passing; the
+    dbt unit tests (hand-computed pricing rules) pass; every mart column is documented."""
+    resources = {
+        **build_resources(load_settings()),
+        "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir="unused"),
+    }
+    assert dg.materialize([billing_dbt_models], resources=resources).success
+    result = dg.materialize(
+        [billing_invoice_models], resources=resources, partition_key="2026-11-01"
+    )
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert evaluations and all(e.passed for e in evaluations)
+
+    env = {**os.environ, **dbt_env(warehouse, "analytics")}
+    unit = subprocess.run(
+        [
+            DBT_EXECUTABLE,
+            "test",
+            "--select",
+            "test_type:unit",
+            "--profiles-dir",
+            str(DBT_PROFILES_DIR),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert unit.returncode == 0, unit.stdout[-4000:]
+    passed = re.search(r"PASS=(\d+)", unit.stdout)
+    assert passed and int(passed.group(1)) >= 11
+
+    manifest = json.loads(billing_dbt_project.manifest_path.read_text())
+    documented = {
+        node["name"]: {c for c, meta in node["columns"].items() if meta.get("description")}
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["fqn"][1] == "marts"
+    }
+    with make_engine(warehouse).connect() as conn:
+        for model, columns in documented.items():
+            actual = set(
+                conn.scalars(
+                    sa.text(
+                        "select column_name from information_schema.columns"
+                        " where table_schema = 'analytics' and table_name = :t"
+                    ),
+                    {"t": model},
+                )
+            )
+            assert actual and actual <= columns, (model, actual - columns)

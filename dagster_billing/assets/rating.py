@@ -20,6 +20,9 @@ from dagster_billing.partitions import daily_partitions
 from dagster_billing.resources import RatingResource, WarehouseResource
 
 INVOICE_MODELS = "tag:billing_daily"
+# Unit tests check the SQL, not the data: CI runs them (tests/test_dbt.py), a billing
+# run does not pay for them every day.
+NO_UNIT_TESTS = ("--exclude-resource-type", "unit_test")
 # One dbt at a time on the warehouse: concurrent runs would rebuild the same views.
 DBT_POOL = "dbt_warehouse"
 
@@ -44,7 +47,7 @@ def billing_dbt_models(
 ):
     """`dbt build` of the unpartitioned models, with their tests as asset checks."""
     warehouse.export_dbt_env()
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from dbt.cli(["build", *NO_UNIT_TESTS], context=context).stream()
 
 
 @dbt_assets(
@@ -67,4 +70,6 @@ def billing_invoice_models(
     warehouse.export_dbt_env()
     window = context.partition_time_window
     dbt_vars = rating.dbt_vars(window.start, window.end)
-    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+    yield from dbt.cli(
+        ["build", *NO_UNIT_TESTS, "--vars", json.dumps(dbt_vars)], context=context
+    ).stream()

@@ -1,5 +1,6 @@
 {{ config(materialized='table') }}
--- Every draft line in RATE_CARD.md order (fee, seats, proration, overage), each rounded
+-- Every draft line in RATE_CARD.md order (fee, seats, proration, overage, then usage
+-- corrections of finalized invoices), each rounded
 -- half up (away from zero) to its currency's minor unit (step 5; JPY has none).
 with schedule as (
     select * from {{ ref('int_invoice_schedule') }}
@@ -11,15 +12,30 @@ currencies as (
 ),
 
 advance as (
-    select *, '[]'::jsonb as tier_detail from {{ ref('int_invoice_lines_advance') }}
+    select
+        *,
+        '[]'::jsonb as tier_detail,
+        null::text as adjusts_invoice_key
+    from {{ ref('int_invoice_lines_advance') }}
 ),
 
 proration as (
-    select *, '[]'::jsonb as tier_detail from {{ ref('int_invoice_lines_proration') }}
+    select
+        *,
+        '[]'::jsonb as tier_detail,
+        null::text as adjusts_invoice_key
+    from {{ ref('int_invoice_lines_proration') }}
 ),
 
 overage as (
-    select * from {{ ref('int_invoice_lines_overage') }}
+    select
+        *,
+        null::text as adjusts_invoice_key
+    from {{ ref('int_invoice_lines_overage') }}
+),
+
+adjustments as (
+    select * from {{ ref('int_invoice_lines_adjustment') }}
 ),
 
 lines as (
@@ -28,6 +44,11 @@ lines as (
     select * from proration
     union all
     select * from overage
+    union all
+    select
+        invoice_key, kind, sort_key, description, metric, quantity, unit_amount, amount,
+        period_start, period_end, tier_detail, adjusts_invoice_key
+    from adjustments
 ),
 
 final as (
@@ -56,7 +77,7 @@ final as (
         lines.period_start,
         lines.period_end,
         lines.tier_detail,
-        null::text as adjusts_invoice_key,
+        lines.adjusts_invoice_key,
         schedule.billing_date,
         schedule.currency
     from lines

@@ -7,8 +7,7 @@
 -- volume tiers price the whole quantity at the tier its total falls in (bounds
 -- inclusive); with tiered_pricing off everything is priced at the first tier.
 with schedule as (
-    select * from {{ ref('int_invoice_schedule') }}
-    where has_arrears and {{ in_billing_window('billing_date') }}
+    select * from {{ ref('int_rated_invoices') }}
 ),
 
 subscriptions as (

@@ -1,9 +1,8 @@
--- Usage each invoice bills in arrears: the sum of hourly rows in [arrears_start,
--- arrears_end) per organization and metric: the one scan of the usage table, read once
--- by int_invoice_lines (a table) for the whole window.
+-- Usage each rated invoice bills in arrears (int_rated_invoices): the sum of hourly rows
+-- in [arrears_start, arrears_end) per organization and metric. The one scan of the usage
+-- table, read once per run through int_invoice_lines (a table).
 with schedule as (
-    select * from {{ ref('int_invoice_schedule') }}
-    where has_arrears and {{ in_billing_window('billing_date') }}
+    select * from {{ ref('int_rated_invoices') }}
 ),
 
 usage as (

