@@ -62,3 +62,9 @@ def test_invoice_models_are_daily_partitioned_with_a_single_run_backfill() -> No
     assert invoices.backfill_policy == dg.BackfillPolicy.single_run()
     staging = graph.get(dg.AssetKey(["staging", "stg_billing__subscriptions"]))
     assert staging.partitions_def is None
+
+
+def test_daily_billing_job_rates_then_finalizes() -> None:
+    job = defs.resolve_job_def("invoicing_daily")
+    keys = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
+    assert {"fct_invoices", "invoices_finalized", "invoice_pdfs"} <= keys

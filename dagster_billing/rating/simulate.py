@@ -40,7 +40,7 @@ from dagster_billing.warehouse.database import Warehouse
 if TYPE_CHECKING:
     from dbt.contracts.graph.manifest import Manifest
 
-# What the dbt sources read: catalog tables are copied, the rest start empty.
+# Catalog tables are copied into a simulation; every other table dbt reads starts empty.
 CATALOG_TABLES = (
     "dictamesh_billing_currencies",
     "dictamesh_billing_metrics",
@@ -49,15 +49,6 @@ CATALOG_TABLES = (
     "dictamesh_billing_price_books",
     "dictamesh_billing_pricing_tiers",
     "dictamesh_billing_fx_rates",
-)
-SCENARIO_TABLES = (
-    "dictamesh_billing_organizations",
-    "dictamesh_billing_subscriptions",
-    "dictamesh_billing_subscription_changes",
-    "dictamesh_billing_promotions",
-    "dictamesh_billing_credits",
-    "dictamesh_billing_usage_metrics",
-    "dictamesh_billing_invoices",
 )
 INVOICE_MODELS = ("fct_invoices", "fct_invoice_line_items", "fct_invoice_credit_applications")
 
@@ -92,6 +83,11 @@ def read_catalog(conn: Connection, schema: str = "public") -> Catalog:
     )
 
 
+def source_tables() -> list[str]:
+    """Every warehouse table the dbt sources read, from the manifest (so none is missed)."""
+    return sorted({source.identifier for source in _parsed_manifest().sources.values()})
+
+
 @contextmanager
 def isolated_schema(engine: Engine) -> Iterator[str]:
     """A new schema holding empty copies of the source tables and the catalog's rows;
@@ -100,7 +96,7 @@ def isolated_schema(engine: Engine) -> Iterator[str]:
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(f"create schema {schema}"))
-            for table in CATALOG_TABLES + SCENARIO_TABLES:
+            for table in source_tables():
                 conn.execute(
                     sa.text(
                         f"create table {schema}.{table}"

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from dagster_billing.assets.rating import billing_invoice_models
 from dagster_billing.partitions import daily_partitions, hourly_partitions
 
 warehouse_maintenance_job = dg.define_asset_job(
@@ -65,14 +66,17 @@ usage_daily_schedule = dg.build_schedule_from_partitioned_job(
     usage_daily_job, name="usage_daily_rollup", hour_of_day=2, minute_of_hour=30
 )
 
+# One run per billing day: rate it (the daily dbt models: drafts, MRR/ARR, revenue), then
+# finalize, render and flag overdue. Dagster orders the steps by their dependencies.
 invoicing_daily_job = dg.define_asset_job(
     "invoicing_daily",
-    selection=dg.AssetSelection.assets("invoices_finalized", "invoice_pdfs", "invoices_overdue"),
+    selection=dg.AssetSelection.assets(*billing_invoice_models.keys)
+    | dg.AssetSelection.assets("invoices_finalized", "invoice_pdfs", "invoices_overdue"),
     partitions_def=daily_partitions,
 )
 
-# The previous UTC day at 03:30, after the usage rollup (02:30) and the day's rating:
-# finalize, render, flag overdue.
+# The previous UTC day at 03:30, after the usage rollup (02:30): every usage hour of the
+# periods that end that day is in, late scrapes included.
 invoicing_daily_schedule = dg.build_schedule_from_partitioned_job(
     invoicing_daily_job, hour_of_day=3, minute_of_hour=30
 )

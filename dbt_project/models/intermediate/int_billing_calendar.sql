@@ -24,12 +24,13 @@ spine as (
         bounds.billing_anchor,
         months.period_index
     from bounds
-    cross join lateral generate_series(
-        0,
-        -- one more than whole months: month-end clamping can put a date before the
-        -- spine end that age() does not count as a whole month (Jan 31 -> Feb 28)
-        {{ months_between_utc('bounds.billing_anchor', 'bounds.spine_end') }} + 1
-    ) as months (period_index)
+    cross join
+        lateral generate_series(
+            0,
+            -- one more than whole months: month-end clamping can put a date before the
+            -- spine end that age() does not count as a whole month (Jan 31 -> Feb 28)
+            {{ months_between_utc('bounds.billing_anchor', 'bounds.spine_end') }} + 1
+        ) as months (period_index)
     where bounds.spine_end > bounds.billing_anchor
 ),
 

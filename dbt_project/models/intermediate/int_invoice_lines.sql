@@ -1,4 +1,3 @@
-{{ config(materialized='table') }}
 -- Every draft line in RATE_CARD.md order (fee, seats, proration, overage, then usage
 -- corrections of finalized invoices), each rounded
 -- half up (away from zero) to its currency's minor unit (step 5; JPY has none).
@@ -46,8 +45,18 @@ lines as (
     select * from overage
     union all
     select
-        invoice_key, kind, sort_key, description, metric, quantity, unit_amount, amount,
-        period_start, period_end, tier_detail, adjusts_invoice_key
+        invoice_key,
+        kind,
+        sort_key,
+        description,
+        metric,
+        quantity,
+        unit_amount,
+        amount,
+        period_start,
+        period_end,
+        tier_detail,
+        adjusts_invoice_key
     from adjustments
 ),
 

@@ -35,7 +35,9 @@ currencies as (
 ),
 
 changed as (
-    select distinct invoice_id, metric
+    select distinct
+        invoice_id,
+        metric
     from {{ ref('stg_billing__usage_adjustments') }}
 ),
 
@@ -82,7 +84,7 @@ targets as (
     inner join schedule
         on
             deltas.subscription_id = schedule.subscription_id
-            and schedule.billing_date > deltas.corrected_billing_date
+            and deltas.corrected_billing_date < schedule.billing_date
     left join invoices as finalized
         on
             schedule.subscription_id = finalized.subscription_id

@@ -7,7 +7,10 @@
 -- volume tiers price the whole quantity at the tier its total falls in (bounds
 -- inclusive); with tiered_pricing off everything is priced at the first tier.
 with schedule as (
-    select * from {{ ref('int_rated_invoices') }}
+    select
+        *,
+        {{ seconds_between('arrears_start', 'arrears_period_end') }} as period_seconds
+    from {{ ref('int_rated_invoices') }}
 ),
 
 subscriptions as (
@@ -47,8 +50,8 @@ segments as (
     inner join states
         on
             schedule.subscription_id = states.subscription_id
-            and states.valid_from < schedule.arrears_end
-            and states.valid_to > schedule.arrears_start
+            and schedule.arrears_end > states.valid_from
+            and schedule.arrears_start < states.valid_to
 ),
 
 -- rule 6: no overage when the plan was free for the whole usage period
@@ -83,12 +86,15 @@ overage as (
                 usage.used_quantity
                 * case
                     when metrics.aggregation = 'average' then 3600
-                    else {{ seconds_between('schedule.arrears_start', 'schedule.arrears_period_end') }}
+                    else
+                        schedule.period_seconds
                 end
                 - coalesce(prorated_quotas.quota_seconds, 0)
             )
-            / ({{ seconds_between('schedule.arrears_start', 'schedule.arrears_period_end') }}
-            * metrics.unit_size),
+            / (
+                schedule.period_seconds
+                * metrics.unit_size
+            ),
             6
         ) as quantity
     from schedule
@@ -103,7 +109,8 @@ overage as (
 ),
 
 positive as (
-    select * from overage where quantity > 0
+    select * from overage
+    where quantity > 0
 ),
 
 slices as (
@@ -115,7 +122,8 @@ slices as (
         case
             when not {{ var('tiered_pricing') }} then positive.quantity
             when positive.pricing_mode = 'volume' then positive.quantity
-            else least(positive.quantity, coalesce(tiers.upper_bound, positive.quantity))
+            else
+                least(positive.quantity, coalesce(tiers.upper_bound, positive.quantity))
                 - tiers.lower_bound
         end as slice_quantity
     from positive

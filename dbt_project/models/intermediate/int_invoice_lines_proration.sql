@@ -34,8 +34,8 @@ changes as (
         on
             schedule.subscription_id = new_state.subscription_id
             and new_state.state_seq > 0
-            and new_state.valid_from >= schedule.arrears_start
-            and new_state.valid_from < schedule.arrears_end
+            and schedule.arrears_start <= new_state.valid_from
+            and schedule.arrears_end > new_state.valid_from
     inner join states as old_state
         on
             new_state.subscription_id = old_state.subscription_id
@@ -72,39 +72,58 @@ cancellations as (
     where schedule.invoice_type = 'final'
 ),
 
+-- component 1: the fee; component 2: extra seats; within a pair the credit first
+change_pairs as (
+    select
+        changes.invoice_key,
+        changes.state_seq,
+        sides.component,
+        sides.side,
+        changes.changed_at,
+        changes.fee_period_start,
+        changes.fee_period_end,
+        sides.description,
+        sides.full_amount
+    from changes
+    cross join
+        lateral (
+            values
+            (1, 1, 'Unused time on ' || changes.old_label, -changes.old_fee),
+            (1, 2, 'Remaining time on ' || changes.new_label, changes.new_fee),
+            (2, 1, 'Unused time on extra seats', -changes.old_seats),
+            (2, 2, 'Remaining time on extra seats', changes.new_seats)
+        ) as sides (component, side, description, full_amount)
+    where
+        (sides.component = 1 and changes.old_fee <> changes.new_fee)
+        or (sides.component = 2 and changes.old_seats <> changes.new_seats)
+),
+
+-- the cancellation credits come after every change of the period
+cancellation_credits as (
+    select
+        cancellations.invoice_key,
+        1000000 as state_seq,
+        credits.component,
+        1 as side,
+        cancellations.cancelled_at as changed_at,
+        cancellations.fee_period_start,
+        cancellations.fee_period_end,
+        credits.description,
+        credits.full_amount
+    from cancellations
+    cross join
+        lateral (
+            values
+            (1, 'Unused time on ' || cancellations.plan_label, -cancellations.fee_amount),
+            (2, 'Unused time on extra seats', -cancellations.seat_amount)
+        ) as credits (component, description, full_amount)
+    where credits.full_amount <> 0
+),
+
 pairs as (
-    -- component 1: the fee; component 2: extra seats; within a pair the credit first
-    select
-        invoice_key, state_seq, 1 as component, 1 as side, changed_at,
-        fee_period_start, fee_period_end,
-        'Unused time on ' || old_label as description, -old_fee as full_amount
-    from changes where old_fee <> new_fee
+    select * from change_pairs
     union all
-    select
-        invoice_key, state_seq, 1, 2, changed_at, fee_period_start, fee_period_end,
-        'Remaining time on ' || new_label, new_fee
-    from changes where old_fee <> new_fee
-    union all
-    select
-        invoice_key, state_seq, 2, 1, changed_at, fee_period_start, fee_period_end,
-        'Unused time on extra seats', -old_seats
-    from changes where old_seats <> new_seats
-    union all
-    select
-        invoice_key, state_seq, 2, 2, changed_at, fee_period_start, fee_period_end,
-        'Remaining time on extra seats', new_seats
-    from changes where old_seats <> new_seats
-    union all
-    -- the cancellation credits come after every change of the period
-    select
-        invoice_key, 1000000, 1, 1, cancelled_at, fee_period_start, fee_period_end,
-        'Unused time on ' || plan_label, -fee_amount
-    from cancellations where fee_amount <> 0
-    union all
-    select
-        invoice_key, 1000000, 2, 1, cancelled_at, fee_period_start, fee_period_end,
-        'Unused time on extra seats', -seat_amount
-    from cancellations where seat_amount <> 0
+    select * from cancellation_credits
 ),
 
 final as (

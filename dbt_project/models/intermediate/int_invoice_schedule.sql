@@ -20,9 +20,10 @@ regular as (
         calendar.subscription_id,
         calendar.period_start as billing_date,
         'regular' as invoice_type,
-        calendar.period_start = subscriptions.cancel_at as is_cancellation_date,
-        calendar.is_fee_date
-        and calendar.period_start is distinct from subscriptions.cancel_at as has_advance_lines,
+        (
+            calendar.is_fee_date
+            and coalesce(subscriptions.cancel_at <> calendar.period_start, true)
+        ) as has_advance_lines,
         lag(calendar.period_start) over (
             partition by calendar.subscription_id order by calendar.period_index
         ) as arrears_start,
@@ -44,7 +45,6 @@ final_invoices as (
         calendar.subscription_id,
         subscriptions.cancel_at as billing_date,
         'final' as invoice_type,
-        false as is_cancellation_date,
         false as has_advance_lines,
         calendar.period_start as arrears_start,
         subscriptions.cancel_at as arrears_end,

@@ -1,4 +1,3 @@
-{{ config(materialized='table') }}
 -- Subtotal, promotions, tax (RATE_CARD.md steps 6-7, rules 9-11). Promotions apply in
 -- position order, each to what is left of the subtotal, while the invoice's sequence
 -- number is within the promotion's duration; a percent discount is rounded to the minor
@@ -63,7 +62,11 @@ applicable_promotions as (
 
 discount_steps as (
     with recursive walk as (
-        select invoice_key, 0::bigint as step, subtotal::numeric as remaining, minor_units
+        select
+            invoice_key,
+            0::bigint as step,
+            subtotal::numeric as remaining,
+            minor_units
         from subtotals
         where subtotal > 0
         union all
@@ -77,14 +80,16 @@ discount_steps as (
                         then round(walk.remaining * promo.percent_off / 100, walk.minor_units)
                     else round(promo.amount_off, walk.minor_units)
                 end
-            ),
+            ) as remaining,
             walk.minor_units
         from walk
         inner join applicable_promotions as promo
             on walk.invoice_key = promo.invoice_key and promo.step = walk.step + 1
     )
 
-    select invoice_key, min(remaining) as taxable_subtotal
+    select
+        invoice_key,
+        min(remaining) as taxable_subtotal
     from walk
     group by invoice_key
 ),

@@ -1,6 +1,6 @@
 -- Usage each rated invoice bills in arrears (int_rated_invoices): the sum of hourly rows
 -- in [arrears_start, arrears_end) per organization and metric. The one scan of the usage
--- table, read once per run through int_invoice_lines (a table).
+-- table, read once per run.
 with schedule as (
     select * from {{ ref('int_rated_invoices') }}
 ),
@@ -19,8 +19,8 @@ final as (
     inner join usage
         on
             schedule.organization_id = usage.organization_id
-            and usage.hour_start >= schedule.arrears_start
-            and usage.hour_start < schedule.arrears_end
+            and schedule.arrears_start <= usage.hour_start
+            and schedule.arrears_end > usage.hour_start
     group by schedule.invoice_key, usage.metric
 )
 

@@ -17,7 +17,7 @@ current_subscription as (
         seats
     from subscriptions
     where started_at <= now() and coalesce(cancel_at, 'infinity') > now()
-    order by organization_id, started_at desc
+    order by organization_id asc, started_at desc
 ),
 
 final as (

@@ -20,17 +20,21 @@ fx_rates as (
     select * from {{ ref('stg_billing__fx_rates') }}
 ),
 
+firsts as (
+    select
+        organization_id,
+        min(started_at) as first_start
+    from subscriptions
+    group by organization_id
+),
+
 months as (
     select
         organizations.organization_id,
         organizations.currency,
         month_start::timestamptz as month_start
     from organizations
-    inner join (
-        select organization_id, min(started_at) as first_start
-        from subscriptions
-        group by organization_id
-    ) as firsts on organizations.organization_id = firsts.organization_id
+    inner join firsts on organizations.organization_id = firsts.organization_id
     cross join lateral generate_series(
         date_trunc('month', firsts.first_start, 'UTC'),
         date_trunc('month', greatest(now(), firsts.first_start), 'UTC'),

@@ -30,8 +30,8 @@ billed as (
     inner join states
         on
             invoices.subscription_id = states.subscription_id
-            and states.valid_from <= invoices.billing_date
-            and (states.valid_to > invoices.billing_date or states.valid_to = invoices.billing_date)
+            and invoices.billing_date >= states.valid_from
+            and (invoices.billing_date < states.valid_to or invoices.billing_date = states.valid_to)
 ),
 
 final as (
@@ -40,9 +40,9 @@ final as (
         (billed.month_start at time zone 'UTC')::date as month,
         billed.currency,
         sum(billed.amount) filter (where billed.kind in ('subscription_fee', 'seats', 'proration'))
-            ::numeric(20, 6) as recurring_revenue,
+        ::numeric(20, 6) as recurring_revenue,
         sum(billed.amount) filter (where billed.kind in ('overage', 'adjustment'))
-            ::numeric(20, 6) as usage_revenue,
+        ::numeric(20, 6) as usage_revenue,
         sum(billed.amount)::numeric(20, 6) as revenue,
         round(sum(billed.amount) * max(rate.usd_per_unit), 6)::numeric(20, 6) as revenue_usd
     from billed
