@@ -214,7 +214,7 @@ def invoice_pdf(
     number: str = typer.Argument(..., help="Invoice number, e.g. INV-2026-000042."),
     output: Path = typer.Option(..., "--output", "-o", help="File to write the PDF to."),
 ) -> None:
-    """Render invoice NUMBER to a PDF file (the same bytes as the stored document)."""
+    """Render invoice NUMBER as it stands now (the stored PDF is the document as issued)."""
     from dagster_billing.invoicing.pdf import render_invoice_number
     from dagster_billing.resources import InvoicingResource
 

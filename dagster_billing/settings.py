@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     invoice_tax_rate: Decimal = Decimal("0.10")
     invoice_default_currency: str = "USD"
     invoice_template_dir: Path | None = None
+    invoice_pdf_workers: int = Field(1, ge=1, le=64)
     invoice_seller_name: str = "DictaMesh Inc."
     invoice_seller_address: str = "100 Mesh Street; San Francisco, CA 94105; United States"
     invoice_seller_tax_id: str = ""

@@ -184,7 +184,8 @@ class _Ledger:
     def spend(
         self, draft: DraftInvoice, invoice_id: int, credit_id: int | None, amount: Decimal
     ) -> list[dict[str, Any]]:
-        """Ledger rows for `amount`; a null credit id draws on balance credits, oldest first."""
+        """Ledger rows for `amount`; a null credit id draws on balance credits carried from
+        the organization's earlier invoices, oldest first."""
         where = f"fct_invoice_credit_applications[{draft.invoice_key}]"
         if credit_id is not None:
             if credit_id not in self.grants:
@@ -193,11 +194,15 @@ class _Ledger:
             if not candidates:
                 raise InvoicingError(f"{where}.credit_id: no credit grant {credit_id}")
         else:
+            earlier = sa.select(invoices.c.id).where(
+                invoices.c.organization_id == draft.organization_id,
+                invoices.c.period_start < draft.billing_date,
+            )
             candidates = self._load(
                 sa.and_(
                     _GRANT.c.organization_id == draft.organization_id,
                     _GRANT.c.credit_type == "balance",
-                    _GRANT.c.invoice_id.is_distinct_from(invoice_id),
+                    sa.or_(_GRANT.c.invoice_id.is_(None), _GRANT.c.invoice_id.in_(earlier)),
                 )
             )
         rows, remaining = [], amount

@@ -143,8 +143,17 @@ def store_pdfs(
     """Render, write `<data_dir>/invoices/<number>.pdf` and record path and hash.
 
     Only invoices without a recorded hash are stored, so a re-run leaves documents
-    already sent untouched; `workers` > 1 renders in that many processes.
+    already sent untouched; their rows are locked first, so a concurrent run waits and
+    then skips them. `workers` > 1 renders in that many processes.
     """
+    invoice_ids = list(
+        conn.scalars(
+            sa.select(invoices.c.id)
+            .where(invoices.c.id.in_(invoice_ids), invoices.c.pdf_sha256.is_(None))
+            .order_by(invoices.c.number)
+            .with_for_update()
+        )
+    )
     contexts = load_documents(conn, invoice_ids, seller)
     rendered: Iterable[bytes]
     items = [(context, str(template_dir)) for context in contexts]

@@ -37,6 +37,7 @@ class InvoicingResource(dg.ConfigurableResource):
             seller_address=settings.invoice_seller_address,
             seller_tax_id=settings.invoice_seller_tax_id,
             payment_instructions=settings.invoice_payment_instructions,
+            pdf_workers=settings.invoice_pdf_workers,
         )
 
     @property

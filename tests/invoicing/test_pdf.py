@@ -169,6 +169,7 @@ def test_pdfs_are_stored_once_with_path_and_hash(
         ).one()
         assert tuple(row) == (str(path), pdf.sha256)
         assert usd_invoice not in missing_pdfs(conn, day(10, 1), day(10, 2))
+        assert store_pdfs(conn, [usd_invoice], seller=SELLER, data_dir=tmp_path / "again") == []
     assert render_pdf(_document(engine, usd_invoice)) == path.read_bytes()
 
 
