@@ -144,6 +144,7 @@ def main() -> None:
             bare(engine)  # warm the cache like the dbt run will find it
             bare_seconds = bare(engine)
             rate_seconds, invoices = rate(warehouse)
+            assert invoices == orgs, f"billed {invoices} invoices for {orgs} organizations"
             engine.dispose()
             print(
                 f"{orgs:>7} {rows:>11,} {rate_seconds:>8.1f} {bare_seconds:>8.1f}"
