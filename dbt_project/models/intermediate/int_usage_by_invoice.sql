@@ -9,6 +9,14 @@ usage as (
     select * from {{ ref('stg_billing__usage_metrics') }}
 ),
 
+-- constant bounds let Postgres skip every daily partition outside the rated periods
+bounds as (
+    select
+        min(arrears_start) as first_hour,
+        max(arrears_end) as end_hour
+    from schedule
+),
+
 final as (
     select
         schedule.invoice_key,
@@ -21,6 +29,9 @@ final as (
             schedule.organization_id = usage.organization_id
             and schedule.arrears_start <= usage.hour_start
             and schedule.arrears_end > usage.hour_start
+    where
+        usage.hour_start >= (select bounds.first_hour from bounds)
+        and usage.hour_start < (select bounds.end_hour from bounds)
     group by schedule.invoice_key, usage.metric
 )
 
