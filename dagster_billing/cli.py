@@ -126,7 +126,6 @@ def simulate(
     import json
 
     from dagster_billing.rating import simulate as sim
-    from dagster_billing.rating.scenario import parse_scenario
     from dagster_billing.warehouse.database import connect
 
     settings = get_settings()
@@ -135,9 +134,7 @@ def simulate(
     except ValueError as exc:
         raise ScenarioError(str(exc)) from None
     warehouse, engine = connect(settings)
-    with engine.connect() as conn:
-        scenario = parse_scenario(raw, sim.read_catalog(conn))
-    result = sim.simulate(engine, warehouse, settings, scenario)
+    result = sim.bill(engine, warehouse, settings, raw)
     typer.echo(json.dumps(result, indent=2) if as_json else sim.render_table(result))
 
 

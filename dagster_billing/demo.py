@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from dagster_billing.catalog import load_catalog
 from dagster_billing.catalog.sync import sync_catalog
-from dagster_billing.partitions import daily_partitions
+from dagster_billing.partitions import daily_partitions, partition_range_tags
 from dagster_billing.settings import PROJECT_ROOT, Settings
 from dagster_billing.warehouse import audit, migrate, schema
 from dagster_billing.warehouse.database import (
@@ -297,10 +297,7 @@ def materialize_all(settings: Settings, env: dict[str, str], engine: Engine) -> 
             [a for a in assets if a.partitions_def is daily_partitions],
             instance=instance,
             resources=resources,
-            tags={
-                "dagster/asset_partition_range_start": DEMO_PERIOD_START.date().isoformat(),
-                "dagster/asset_partition_range_end": last_day,
-            },
+            tags=partition_range_tags(DEMO_PERIOD_START.date().isoformat(), last_day),
             raise_on_error=True,
         )
     )

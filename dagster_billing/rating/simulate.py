@@ -31,7 +31,7 @@ from dagster_billing.dbt_project import (
     manifest_is_stale,
     parse_manifest,
 )
-from dagster_billing.rating.scenario import Catalog, Scenario
+from dagster_billing.rating.scenario import Catalog, Scenario, parse_scenario
 from dagster_billing.resources.rating import RatingResource, window_env
 from dagster_billing.resources.warehouse import dbt_env
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, Settings
@@ -367,6 +367,14 @@ def simulate(engine: Engine, warehouse: Warehouse, settings: Settings, scenario:
         run_invoice_models(warehouse, schema, settings, scenario.as_of)
         with engine.connect() as conn:
             return {"invoices": collect_invoices(conn, schema)}
+
+
+def bill(engine: Engine, warehouse: Warehouse, settings: Settings, raw: Any) -> dict:
+    """Validate a scenario (parsed YAML) against the warehouse's catalog, then bill it;
+    ScenarioError names the first bad field."""
+    with engine.connect() as conn:
+        scenario = parse_scenario(raw, read_catalog(conn))
+    return simulate(engine, warehouse, settings, scenario)
 
 
 def render_table(result: dict[str, Any]) -> str:

@@ -17,7 +17,6 @@ import yaml
 from sqlalchemy.engine import Engine
 
 from dagster_billing.rating import simulate as sim
-from dagster_billing.rating.scenario import parse_scenario
 from dagster_billing.settings import load_settings
 from dagster_billing.warehouse.database import Warehouse
 
@@ -50,9 +49,7 @@ def billed(engine: Engine, warehouse: Warehouse) -> dict[str, list[dict[str, Any
         for key, rows in _prefixed(name, scenario).items():
             combined[key] += rows
     combined["as_of"] = max(str(s["as_of"]) for s in scenarios.values())
-    with engine.connect() as conn:
-        parsed = parse_scenario(combined, sim.read_catalog(conn))
-    result = sim.simulate(engine, warehouse, load_settings(), parsed)
+    result = sim.bill(engine, warehouse, load_settings(), combined)
     by_name: dict[str, list[dict[str, Any]]] = {name: [] for name in NAMES}
     for invoice in result["invoices"]:
         name, _, subscription = invoice["subscription"].partition("/")

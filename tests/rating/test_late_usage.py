@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.definitions import build_resources
 from dagster_billing.invoicing.finalize import finalize_window
+from dagster_billing.partitions import partition_range_tags
 from dagster_billing.resources import WarehouseResource
 from dagster_billing.settings import load_settings
 from dagster_billing.usage.importer import import_usage
@@ -28,10 +29,7 @@ def _import(engine: Engine, tmp_path: Path, name: str, rows: list[str]) -> int:
 
 
 def _rate(resources: dict, first_day: str, last_day: str) -> None:
-    tags = {
-        "dagster/asset_partition_range_start": first_day,
-        "dagster/asset_partition_range_end": last_day,
-    }
+    tags = partition_range_tags(first_day, last_day)
     assert dg.materialize([billing_invoice_models], resources=resources, tags=tags).success
 
 

@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from sqlalchemy.engine import Engine
 
 from dagster_billing.rating import simulate as sim
-from dagster_billing.rating.scenario import parse_scenario
 from dagster_billing.settings import load_settings
 from dagster_billing.warehouse.database import Warehouse
 from tests.rating.oracle import bill
@@ -36,15 +35,11 @@ def comparable(result: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def run_product(engine: Engine, warehouse: Warehouse, scenario: dict[str, Any]) -> dict:
-    with engine.connect() as conn:
-        parsed = parse_scenario(scenario, sim.read_catalog(conn))
-    return sim.simulate(engine, warehouse, load_settings(), parsed)
-
-
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(scenarios(max_organizations=10))
 def test_simulate_matches_the_oracle_to_the_cent(
     engine: Engine, warehouse: Warehouse, scenario: dict[str, Any]
 ) -> None:
-    assert comparable(run_product(engine, warehouse, scenario)) == comparable(bill(scenario))
+    assert comparable(sim.bill(engine, warehouse, load_settings(), scenario)) == comparable(
+        bill(scenario)
+    )

@@ -169,9 +169,7 @@ def test_malformed_yaml_is_one_line(warehouse: Warehouse, tmp_path: Path) -> Non
 
 
 def _bill(engine: Engine, warehouse: Warehouse, scenario: dict[str, Any], **settings: Any) -> dict:
-    with engine.connect() as conn:
-        parsed = parse_scenario(scenario, sim.read_catalog(conn))
-    return sim.simulate(engine, warehouse, load_settings(**settings), parsed)["invoices"]
+    return sim.bill(engine, warehouse, load_settings(**settings), scenario)["invoices"]
 
 
 def test_tiered_pricing_off_prices_all_overage_at_the_first_tier(

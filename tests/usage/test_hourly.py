@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dagster_billing.assets.usage import UsageHourlyConfig, usage_daily, usage_hourly
+from dagster_billing.partitions import partition_range_tags
 from dagster_billing.resources import PrometheusResource
 from dagster_billing.usage.hourly import read_hour
 from dagster_billing.usage.realtime import current_period_usage
@@ -245,10 +246,7 @@ def test_a_backfill_run_ingests_its_range_of_hours(
     result = dg.materialize(
         [usage_hourly],
         resources=resources(warehouse, history.url),
-        tags={
-            "dagster/asset_partition_range_start": "2026-03-10-10:00",
-            "dagster/asset_partition_range_end": "2026-03-10-11:00",
-        },
+        tags=partition_range_tags("2026-03-10-10:00", "2026-03-10-11:00"),
     )
     assert result.success
     metadata = result.get_asset_materialization_events()[0].materialization.metadata

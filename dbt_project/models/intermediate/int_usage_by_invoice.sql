@@ -21,8 +21,7 @@ final as (
     select
         schedule.invoice_key,
         usage.metric,
-        sum(usage.quantity) as used_quantity,
-        count(*) as hours_with_usage
+        sum(usage.quantity) as used_quantity
     from schedule
     inner join usage
         on

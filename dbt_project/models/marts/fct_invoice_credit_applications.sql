@@ -1,12 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='sync_all_columns',
-        pre_hook="{{ delete_billing_window('billing_date') }}",
-        tags=['billing_daily'],
-    )
-}}
 -- Which credit grant each draft invoice uses, and how much (docs/invoice-marts.md).
 with applications as (
     select * from {{ ref('int_invoice_credit_applications') }}

@@ -1,12 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='sync_all_columns',
-        pre_hook="{{ delete_billing_window('billing_date') }}",
-        tags=['billing_daily'],
-    )
-}}
 -- Draft invoice lines for the billing dates in [window_start, window_end); each run
 -- replaces exactly its window (docs/invoice-marts.md is the contract).
 with lines as (

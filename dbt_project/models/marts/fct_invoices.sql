@@ -1,12 +1,3 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        on_schema_change='sync_all_columns',
-        pre_hook="{{ delete_billing_window('billing_date') }}",
-        tags=['billing_daily'],
-    )
-}}
 -- Draft invoices, one per subscription and billing date in [window_start, window_end):
 -- totals after promotions and tax, then credits (docs/invoice-marts.md).
 with totals as (
