@@ -36,4 +36,4 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) dbt_project/target .billing
+	rm -rf $(VENV) target .billing

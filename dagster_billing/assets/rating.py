@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from dagster_billing.dbt_project import billing_dbt_project
+from dagster_billing.dbt_project import billing_dbt_project, keep_partial_parse
 from dagster_billing.partitions import daily_partitions
 from dagster_billing.resources import RatingResource, WarehouseResource
 from dagster_billing.resources.rating import window_env
@@ -37,6 +37,16 @@ class BillingDbtTranslator(DagsterDbtTranslator):
         return f"dbt_{fqn[1]}" if len(fqn) > 2 else "dbt"
 
 
+def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, rating: RatingResource):
+    """`dbt build` of the asset's selection, tests included. The vars are the same in
+    every run (settings, not the window), so no run invalidates another's parse."""
+    invocation = dbt.cli(
+        ["build", *NO_UNIT_TESTS, "--vars", json.dumps(rating.dbt_vars())], context=context
+    )
+    yield from invocation.stream()
+    keep_partial_parse(invocation.target_path)
+
+
 @dbt_assets(
     manifest=billing_dbt_project.manifest_path,
     project=billing_dbt_project,
@@ -52,9 +62,7 @@ def billing_dbt_models(
 ):
     """`dbt build` of the unpartitioned models, with their tests as asset checks."""
     warehouse.export_dbt_env()
-    # the same vars as the billing runs, so neither invalidates the other's parse
-    args = ["build", *NO_UNIT_TESTS, "--vars", json.dumps(rating.dbt_vars())]
-    yield from dbt.cli(args, context=context).stream()
+    yield from _build(context, dbt, rating)
 
 
 @dbt_assets(
@@ -77,5 +85,4 @@ def billing_invoice_models(
     warehouse.export_dbt_env()
     window = context.partition_time_window
     os.environ.update(window_env(window.start, window.end))
-    args = ["build", *NO_UNIT_TESTS, "--vars", json.dumps(rating.dbt_vars())]
-    yield from dbt.cli(args, context=context).stream()
+    yield from _build(context, dbt, rating)
