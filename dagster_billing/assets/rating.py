@@ -27,6 +27,8 @@ INVOICE_MODELS = "tag:billing_daily"
 NO_UNIT_TESTS = ("--exclude-resource-type", "unit_test")
 # One dbt at a time on the warehouse: concurrent runs would rebuild the same views.
 DBT_POOL = "dbt_warehouse"
+# the longest usage period (a month) before a billing date
+USAGE_LOOKBACK_DAYS = 31
 
 
 class BillingDbtTranslator(DagsterDbtTranslator):
@@ -35,6 +37,15 @@ class BillingDbtTranslator(DagsterDbtTranslator):
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         fqn = dbt_resource_props.get("fqn", [])
         return f"dbt_{fqn[1]}" if len(fqn) > 2 else "dbt"
+
+    def get_partition_mapping(
+        self, dbt_resource_props: Mapping[str, Any], dbt_parent_resource_props: Mapping[str, Any]
+    ) -> dg.PartitionMapping | None:
+        """The invoices billed on a day rate usage periods that end that day and began up
+        to a month before: they read the daily usage rollups of the 31 days before it."""
+        if dbt_parent_resource_props.get("name") == "dictamesh_billing_usage_daily":
+            return dg.TimeWindowPartitionMapping(start_offset=-USAGE_LOOKBACK_DAYS, end_offset=-1)
+        return None
 
 
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, rating: RatingResource):

@@ -344,6 +344,11 @@ def _swap_days(conn: Connection, days: list[datetime]) -> int:
             )
         )
     conn.execute(sa.text(f"drop table {target}"))
+    # the swap bypasses the usage table's triggers: mark the days' rollups out of date
+    conn.execute(
+        sa.text("select dictamesh_billing_usage_days_written(cast(:days as date[]))"),
+        {"days": [day.date() for day in days]},
+    )
     return changed
 
 

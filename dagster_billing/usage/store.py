@@ -204,16 +204,35 @@ def write_hour(conn: Connection, reading: HourReading, run_id: str | None) -> Ho
 
 
 def rollup_day(conn: Connection, day: date) -> int:
-    """Rebuild one day of `dictamesh_billing_usage_daily` from the hourly rows."""
+    """Rebuild one day of `dictamesh_billing_usage_daily` from the hourly rows and record
+    the day's version it summed (migration 0005): rating reads the rollup only while no
+    hourly write came after it."""
     start = datetime.combine(day, time(), UTC)
     params = {"day": day, "start": start, "end": start + timedelta(days=1)}
+    # Locking the day's version row waits for writers of the day still in flight, and
+    # makes later writers wait for this rollup: the version read is the one summed.
     conn.execute(
         sa.text(
-            "select pg_advisory_xact_lock(hashtext('dictamesh_billing_usage_daily'), hashtext(:d))"
+            "insert into dictamesh_billing_usage_day_versions (day) values (:day)"
+            " on conflict (day) do nothing"
         ),
-        {"d": day.isoformat()},
+        params,
+    )
+    version = conn.scalar(
+        sa.text(
+            "select version from dictamesh_billing_usage_day_versions where day = :day"
+            " for update"
+        ),
+        params,
     )
     conn.execute(sa.text("delete from dictamesh_billing_usage_daily where day = :day"), params)
+    conn.execute(
+        sa.text(
+            "update dictamesh_billing_usage_day_versions set rolled_up_version = :version"
+            " where day = :day"
+        ),
+        {**params, "version": version},
+    )
     return conn.execute(
         sa.text(
             "insert into dictamesh_billing_usage_daily (organization_id, metric, day, quantity,"

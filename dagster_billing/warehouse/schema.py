@@ -193,6 +193,14 @@ usage_daily = _table(
     Column("updated_at", TIMESTAMPTZ),
 )
 
+usage_day_versions = _table(
+    "usage_day_versions",
+    Column("day", Date, primary_key=True),
+    Column("version", BigInteger),
+    Column("rolled_up_version", BigInteger),
+    Column("changed_at", TIMESTAMPTZ),
+)
+
 usage_rejects = _table(
     "usage_rejects",
     Column("id", BigInteger, primary_key=True),

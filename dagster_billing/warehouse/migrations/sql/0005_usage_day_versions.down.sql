@@ -1,0 +1,6 @@
+drop trigger dictamesh_billing_usage_deleted on dictamesh_billing_usage_metrics;
+drop trigger dictamesh_billing_usage_updated on dictamesh_billing_usage_metrics;
+drop trigger dictamesh_billing_usage_inserted on dictamesh_billing_usage_metrics;
+drop function dictamesh_billing_usage_days_changed();
+drop function dictamesh_billing_usage_days_written(date[]);
+drop table dictamesh_billing_usage_day_versions;
