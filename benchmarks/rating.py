@@ -3,8 +3,9 @@ a bare `sum(quantity) group by organization, metric` over the same rows in the s
 
 Starts a private embedded Postgres; for each scale (`--orgs` x 1, 3, 10 by default) it
 loads `orgs` starter subscriptions anchored 2026-10-01 with all four metrics every hour
-of October (744 h x 4 rows per organization), rolls October up with the `usage_daily` asset (untimed: production runs it at 02:30, an
-hour before invoicing; `--no-rollup` skips it, so every hour is read), then times
+of October (744 h x 4 rows per organization), rolls October up with the `usage_daily`
+asset (untimed: production runs it at 02:30, an hour before invoicing; `--no-rollup`
+skips it, so every hour is read), then times
   - `rate`: the Dagster asset `billing_invoice_models` for partition 2026-11-01 (the dbt
     build production runs: every intermediate model, the invoice marts and their tests),
   - `bare`: the group-by over the same October rows.
