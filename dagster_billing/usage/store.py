@@ -220,8 +220,7 @@ def rollup_day(conn: Connection, day: date) -> int:
     )
     version = conn.scalar(
         sa.text(
-            "select version from dictamesh_billing_usage_day_versions where day = :day"
-            " for update"
+            "select version from dictamesh_billing_usage_day_versions where day = :day for update"
         ),
         params,
     )
