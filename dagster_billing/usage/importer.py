@@ -404,7 +404,7 @@ def _adjust(conn: Connection, target: str, now: datetime) -> int:
 
 
 def _swap(conn: Connection, target: str, days: list[date], existing: dict[date, str]) -> None:
-    """Put the tables _build filled in place of the days' partitions."""
+    """Put the tables _build filled in place of the days' partitions, named like them."""
     for day in days:
         table, name, (start, end) = f"{target}_{day:%Y%m%d}", partition_name(day), _bounds(day)
         old = (
@@ -416,6 +416,8 @@ def _swap(conn: Connection, target: str, days: list[date], existing: dict[date, 
             sa.text(
                 f"alter table {target} detach partition {table};{old}"
                 f" alter table {table} rename to {name};"
+                f" alter index {table}_pkey rename to {name}_pkey;"
+                f" alter index {table}_hour_start_idx rename to {name}_hour_start_idx;"
                 f" alter table {PARENT} attach partition {name}"
                 f" for values from ('{start}') to ('{end}');"
                 f" alter table {name} drop constraint {table}_range"
