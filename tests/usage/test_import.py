@@ -295,8 +295,7 @@ def test_a_large_file_with_bad_rows_gets_the_full_report(engine: Engine, tmp_pat
     assert error.value.problems == [
         "line 102: organization: unknown organization 'nobody'",
         "line 20002: metric: unknown metric 'bandwidth'",
-        "line 23002: quantity: must be a decimal >= 0 with at most 6 decimals,"
-        " got '4.0000001'",
+        "line 23002: quantity: must be a decimal >= 0 with at most 6 decimals, got '4.0000001'",
     ]
     result = _import(engine, path, skip_invalid=True)
     assert (result.rows_invalid, result.rows_duplicate, result.rows_written) == (3, 1, 23_997)
