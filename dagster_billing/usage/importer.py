@@ -574,7 +574,14 @@ def _build_part(
     staged = " union all ".join(f"select * from {token}_s{j}" for j in range(WORKERS))
     hours = {t: start for t, start in starts.items() if start.date() in days}
     with engine.connect() as conn:
-        conn.execute(sa.text("set local timezone = 'UTC'; set local synchronous_commit = off"))
+        # Joins in the written order: the hour join first drops the other part's days
+        # before the organization join looks at them (~20% of the insert).
+        conn.execute(
+            sa.text(
+                "set local timezone = 'UTC'; set local synchronous_commit = off;"
+                " set local join_collapse_limit = 1"
+            )
+        )
         counts = _build(
             conn,
             f"{token}_t{k}",
