@@ -5,6 +5,10 @@ Postgres and Python never parses a row); SQL checks every row at once and names 
 and field of each problem; valid rows are deduplicated and upserted into the partitioned
 usage table. A file with bad rows loads nothing unless `skip_invalid`: half a file is
 harder to repair than none.
+
+A large CSV file first tries a parallel path (_import_parallel) that uses two connections
+and skips the per-row problem report; any row it cannot prove valid sends the file through
+the full check above, so both give the same result.
 """
 
 from __future__ import annotations
