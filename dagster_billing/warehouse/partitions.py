@@ -48,14 +48,14 @@ def existing_partitions(conn: Connection) -> dict[date, str]:
     return found
 
 
-def _lock(conn: Connection) -> None:
+def lock_partitions(conn: Connection) -> None:
     """Serialize maintenance and on-demand creation so concurrent runs never collide."""
     conn.execute(sa.text("select pg_advisory_xact_lock(hashtext(:key))"), {"key": PARENT})
 
 
 def ensure_partitions(conn: Connection, first: date, last: date) -> list[str]:
     """Create the missing daily partitions for days first..last inclusive."""
-    _lock(conn)
+    lock_partitions(conn)
     have = existing_partitions(conn)
     created = []
     day = first
@@ -82,7 +82,7 @@ def ensure_partitions_for(conn: Connection, start: datetime, end: datetime) -> l
 
 def drop_expired_partitions(conn: Connection, now: datetime, retention_days: int) -> list[str]:
     """Drop whole partitions whose every hour is older than the retention window."""
-    _lock(conn)
+    lock_partitions(conn)
     cutoff = (now - timedelta(days=retention_days)).date()
     dropped = []
     for day, name in sorted(existing_partitions(conn).items()):

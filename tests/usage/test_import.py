@@ -271,3 +271,36 @@ def test_a_large_import_merges_with_the_days_existing_rows(engine: Engine, tmp_p
             {"t": "dictamesh_billing_usage_metrics_p20260701"},
         )
     assert indexes == 2  # primary key and hour index rebuilt on the swapped-in partition
+
+
+def test_a_large_file_with_bad_rows_gets_the_full_report(engine: Engine, tmp_path: Path) -> None:
+    """Large CSV files take the parallel path; a row it cannot prove valid sends the whole
+    file through the full check, which names the line, and leaves no scratch table."""
+    organizations = [f"big-{n:04d}" for n in range(1000)]
+    create_organizations(engine, *organizations)
+    day = datetime(2026, 8, 1, tzinfo=UTC)
+    lines = [
+        f"{org},api_calls,{(day + timedelta(hours=hour)).isoformat()},4\n"
+        for hour in range(24)
+        for org in organizations
+    ]
+    lines[100] = lines[100].replace("big-0100", "nobody")
+    lines[20_000] = lines[20_000].replace("api_calls", "bandwidth")
+    lines[23_000] = lines[23_000].replace(",4\n", ",4.0000001\n")
+    lines.append(lines[5])  # an exact repeat: a duplicate
+    path = tmp_path / "big.csv"
+    path.write_text("organization,metric,hour,quantity\n" + "".join(lines))
+    with pytest.raises(UsageImportError) as error:
+        _import(engine, path)
+    assert error.value.problems == [
+        "line 102: organization: unknown organization 'nobody'",
+        "line 20002: metric: unknown metric 'bandwidth'",
+        "line 23002: quantity: must be a decimal >= 0 with at most 6 decimals, got '4.0000001'",
+    ]
+    result = _import(engine, path, skip_invalid=True)
+    assert (result.rows_invalid, result.rows_duplicate, result.rows_written) == (3, 1, 23_997)
+    with engine.connect() as conn:
+        scratch = conn.scalar(
+            sa.text("select count(*) from pg_class where relname like 'usage\\_import\\_%'")
+        )
+    assert scratch == 0
