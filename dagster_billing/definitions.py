@@ -1,7 +1,6 @@
 """The one `Definitions` object: assets, checks, jobs, schedules, sensors, resources."""
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from dagster_billing.assets.catalog import billing_catalog
 from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
@@ -10,6 +9,7 @@ from dagster_billing.assets.usage import usage_daily, usage_hourly
 from dagster_billing.assets.warehouse import usage_partitions
 from dagster_billing.dbt_project import DBT_EXECUTABLE, billing_dbt_project
 from dagster_billing.resources import (
+    BillingDbtCliResource,
     InvoicingResource,
     PrometheusResource,
     RatingResource,
@@ -29,7 +29,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "prometheus": PrometheusResource(
             url=str(settings.prometheus_url) if settings.prometheus_url else None
         ),
-        "dbt": DbtCliResource(
+        "dbt": BillingDbtCliResource(
             project_dir=billing_dbt_project,
             profiles_dir=str(billing_dbt_project.profiles_dir),
             dbt_executable=DBT_EXECUTABLE,

@@ -243,6 +243,14 @@ def test_changes_to_invoiced_hours_become_adjustments(engine: Engine, tmp_path: 
     ]
 
 
+def _day_version(engine: Engine, day: datetime) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(
+            sa.text("select version from dictamesh_billing_usage_day_versions where day = :d"),
+            {"d": day.date()},
+        )
+
+
 def test_a_large_import_merges_with_the_days_existing_rows(engine: Engine, tmp_path: Path) -> None:
     """Above SWAP_THRESHOLD the day is rebuilt and swapped in: rows the file does not
     mention survive, rows it mentions are replaced, a re-import changes nothing."""
@@ -258,7 +266,10 @@ def test_a_large_import_merges_with_the_days_existing_rows(engine: Engine, tmp_p
         for hour in range(24):
             stamp = (day + timedelta(hours=hour)).isoformat()
             handle.writelines(f"{org},api_calls,{stamp},17\n" for org in organizations)
+    version = _day_version(engine, day)
     assert _import(engine, path).rows_written == 24_000
+    # the swap bypasses the usage table's triggers, so it marks the day's rollup stale itself
+    assert _day_version(engine, day) == version + 1
     rows = usage_rows(engine, day)
     assert rows[("swap-0000", "api_calls")] == Decimal(17)
     assert rows[("swap-0000", "storage")] == Decimal(9)
