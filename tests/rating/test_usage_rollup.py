@@ -32,8 +32,8 @@ def _import(engine: Engine, tmp_path: Path, name: str, rows: list[str]) -> None:
         import_usage(conn, path)
 
 
-def _rate(resources: dict) -> tuple[Decimal, dict[bool, int]]:
-    """The Nov 1 api_calls overage, and how many of its days came from the rollup."""
+def _rate(resources: dict) -> tuple[Decimal, dict[str, int]]:
+    """The Nov 1 api_calls overage, and its usage ranges by where they were read."""
     assert dg.materialize(
         [billing_invoice_models], resources=resources, partition_key="2026-11-01"
     ).success
@@ -49,7 +49,7 @@ def _rate(resources: dict) -> tuple[Decimal, dict[bool, int]]:
         days = dict(
             conn.execute(
                 sa.text(
-                    "select from_rollup, count(*) from analytics_intermediate.int_usage_ranges"
+                    "select read_from, count(*) from analytics_intermediate.int_usage_ranges"
                     " where invoice_key = :key group by 1"
                 ),
                 {"key": INVOICE},
@@ -94,16 +94,17 @@ def test_rollup_days_are_billed_only_while_current(
         "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir=str(tmp_path)),
     }
     assert dg.materialize([billing_dbt_models], resources=resources).success
-    # 2,200,000 calls - 1,000,000 included = 1,200 units x 0.01 = 12.00; no rollup yet:
-    # 32 days (Oct 1 .. Nov 1) from the hours
-    assert _rate(resources) == (Decimal("12.00"), {False: 32})
+    # 2,200,000 calls - 1,000,000 included = 1,200 units x 0.01 = 12.00. No rollup yet:
+    # the span of whole days Oct 2 .. Oct 31 has none current, so each of its 30 days
+    # and the partial Oct 1 and Nov 1 are read from the hours
+    assert _rate(resources) == (Decimal("12.00"), {"rollup": 1, "hours": 32})
 
     tags = partition_range_tags("2026-10-01", "2026-11-01")
     assert dg.materialize([usage_daily], resources=resources, tags=tags).success
-    # Oct 2 .. Oct 31 from the rollup, the partial Oct 1 and Nov 1 from the hours
-    assert _rate(resources) == (Decimal("12.00"), {True: 30, False: 2})
+    # Oct 2 .. Oct 31 from the rollup, only the partial Oct 1 and Nov 1 from the hours
+    assert _rate(resources) == (Decimal("12.00"), {"rollup": 1, "hours": 2})
 
     # a late hour after the rollup: Oct 20 is read from the hours again, and billed
     _import(engine, tmp_path, "late", ["rollup,api_calls,2026-10-20T05:00:00Z,1000000"])
     # 3,200,000 - 1,000,000 = 2,200 units x 0.01 = 22.00
-    assert _rate(resources) == (Decimal("22.00"), {True: 29, False: 3})
+    assert _rate(resources) == (Decimal("22.00"), {"rollup": 1, "hours": 3})

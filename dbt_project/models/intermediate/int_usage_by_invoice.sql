@@ -1,13 +1,18 @@
 -- Usage each rated invoice bills in arrears: per invoice and metric, the sum over the
--- ranges of int_usage_ranges, each whole rolled-up day from the daily rollup and every
--- other range from the hourly rows in [range_start, range_end). The run's only scan of
--- usage.
+-- ranges of int_usage_ranges, the spans of whole days from the daily rollup (only its
+-- current days: the others are hourly ranges) and every other range from the hourly
+-- rows in [range_start, range_end). The run's only scan of usage.
 with ranges as (
     select * from {{ ref('int_usage_ranges') }}
 ),
 
 daily as (
     select * from {{ ref('stg_billing__usage_daily') }}
+),
+
+rolled_up_days as (
+    select usage_day from {{ ref('stg_billing__usage_day_versions') }}
+    where is_rolled_up
 ),
 
 hourly as (
@@ -20,7 +25,7 @@ bounds as (
         min(range_start) as first_hour,
         max(range_end) as end_hour
     from ranges
-    where not from_rollup
+    where read_from = 'hours'
 ),
 
 from_rollup as (
@@ -32,8 +37,10 @@ from_rollup as (
     inner join daily
         on
             ranges.organization_id = daily.organization_id
-            and ranges.usage_day = daily.usage_day
-    where ranges.from_rollup
+            and (ranges.range_start at time zone 'UTC')::date <= daily.usage_day
+            and (ranges.range_end at time zone 'UTC')::date > daily.usage_day
+    inner join rolled_up_days on daily.usage_day = rolled_up_days.usage_day
+    where ranges.read_from = 'rollup'
 ),
 
 from_hours as (
@@ -48,7 +55,7 @@ from_hours as (
             and ranges.range_start <= hourly.hour_start
             and ranges.range_end > hourly.hour_start
     where
-        not ranges.from_rollup
+        ranges.read_from = 'hours'
         and hourly.hour_start >= (select bounds.first_hour from bounds)
         and hourly.hour_start < (select bounds.end_hour from bounds)
 ),
