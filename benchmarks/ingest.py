@@ -133,7 +133,9 @@ def bench_prometheus(engine: sa.Engine, orgs: int, tmp: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--orgs", type=int, default=1000)
     parser.add_argument("--skip-prometheus", action="store_true")

@@ -125,7 +125,9 @@ def bare(engine: sa.Engine) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orgs", type=int, default=1000)
     parser.add_argument("--scales", default="1,3,10")
     parser.add_argument("--no-rollup", action="store_true", help="rate from the hours only")
