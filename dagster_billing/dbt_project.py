@@ -4,6 +4,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from dagster_dbt import DbtProject
@@ -67,6 +69,22 @@ def keep_partial_parse(run_target: Path, project: DbtProject = billing_dbt_proje
         staged = target.with_name(f"{PARTIAL_PARSE}.{os.getpid()}")
         shutil.copyfile(source, staged)
         staged.replace(target)
+
+
+@contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in the process environment for the block, as before after it: dbt, its
+    subprocess and libpq read their settings from there."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 if manifest_is_stale():

@@ -3,23 +3,22 @@
 Two assets split by partitioning: the billing models (tag `billing_daily`: the
 intermediate rating models, the draft-invoice marts and the marts built from them,
 MRR/ARR and revenue) are built per daily billing partition, the partition window passed
-in the environment (BILLING_WINDOW_START/END), and a backfill of many days is one dbt
+as session settings (`window_options`), and a backfill of many days is one dbt
 invocation over the whole window (single-run backfill policy), not one per day.
 Staging, dimensions and monthly usage are unpartitioned and upstream of them.
 """
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from dagster_billing.dbt_project import billing_dbt_project, keep_partial_parse
+from dagster_billing.dbt_project import billing_dbt_project, environment, keep_partial_parse
 from dagster_billing.partitions import daily_partitions
 from dagster_billing.resources import RatingResource, WarehouseResource
-from dagster_billing.resources.rating import window_env
+from dagster_billing.resources.rating import window_options
 
 INVOICE_MODELS = "tag:billing_daily"
 # Unit tests check the SQL, not the data: CI runs them (tests/test_dbt.py), a billing
@@ -48,12 +47,19 @@ class BillingDbtTranslator(DagsterDbtTranslator):
         return None
 
 
-def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, rating: RatingResource):
-    """`dbt build` of the asset's selection, tests included. The vars are the same in
-    every run (settings, not the window), so no run invalidates another's parse."""
-    invocation = dbt.cli(
-        ["build", *NO_UNIT_TESTS, "--vars", json.dumps(rating.dbt_vars())], context=context
-    )
+def _build(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    rating: RatingResource,
+    env: Mapping[str, str] | None = None,
+):
+    """`dbt build` of the asset's selection, tests included, with `env` in its
+    environment. The vars are the same in every run (settings, not the window), so no
+    run invalidates another's parse."""
+    with environment(env or {}):
+        invocation = dbt.cli(
+            ["build", *NO_UNIT_TESTS, "--vars", json.dumps(rating.dbt_vars())], context=context
+        )
     yield from invocation.stream()
     keep_partial_parse(invocation.target_path)
 
@@ -95,5 +101,4 @@ def billing_invoice_models(
     """Draft invoices for the billing dates in the run's partition window [start, end)."""
     warehouse.export_dbt_env()
     window = context.partition_time_window
-    os.environ.update(window_env(window.start, window.end))
-    yield from _build(context, dbt, rating)
+    yield from _build(context, dbt, rating, window_options(window.start, window.end))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -28,11 +27,12 @@ from sqlalchemy.engine import Connection, Engine
 from dagster_billing.dbt_project import (
     DBT_PROFILES_DIR,
     billing_dbt_project,
+    environment,
     manifest_is_stale,
     parse_manifest,
 )
 from dagster_billing.rating.scenario import Catalog, Scenario, parse_scenario
-from dagster_billing.resources.rating import RatingResource, window_env
+from dagster_billing.resources.rating import RatingResource, window_options
 from dagster_billing.resources.warehouse import dbt_env
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, Settings
 from dagster_billing.warehouse.database import Warehouse
@@ -247,37 +247,28 @@ def run_invoice_models(
     dbt_vars = RatingResource.from_settings(settings).dbt_vars()
     env = {
         **dbt_env(warehouse, schema),
-        **window_env(datetime(1970, 1, 1, tzinfo=UTC), as_of + timedelta(microseconds=1)),
+        **window_options(datetime(1970, 1, 1, tzinfo=UTC), as_of + timedelta(microseconds=1)),
     }
     manifest = _relocated_manifest(env["BILLING_DBT_DBNAME"], schema)
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        with tempfile.TemporaryDirectory(prefix="billing-sim-dbt-") as target:
-            result = dbtRunner(manifest=manifest).invoke(
-                [
-                    "run",
-                    "--quiet",
-                    "--project-dir",
-                    str(PROJECT_ROOT),
-                    "--profiles-dir",
-                    str(DBT_PROFILES_DIR),
-                    "--target-path",
-                    target,
-                    "--log-path",
-                    target,
-                    "--select",
-                    *(f"+{model}" for model in INVOICE_MODELS),
-                    "--vars",
-                    json.dumps(dbt_vars),
-                ]
-            )
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with environment(env), tempfile.TemporaryDirectory(prefix="billing-sim-dbt-") as target:
+        result = dbtRunner(manifest=manifest).invoke(
+            [
+                "run",
+                "--quiet",
+                "--project-dir",
+                str(PROJECT_ROOT),
+                "--profiles-dir",
+                str(DBT_PROFILES_DIR),
+                "--target-path",
+                target,
+                "--log-path",
+                target,
+                "--select",
+                *(f"+{model}" for model in INVOICE_MODELS),
+                "--vars",
+                json.dumps(dbt_vars),
+            ]
+        )
     if not result.success:
         failures = [
             str(r.message) for r in (result.result or []) if str(r.status) in ("error", "fail")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 import dagster as dg
 
 from dagster_billing.settings import Settings
+
+WINDOW_START_SETTING = "dictamesh.billing_window_start"
+WINDOW_END_SETTING = "dictamesh.billing_window_end"
 
 
 class RatingResource(dg.ConfigurableResource):
@@ -33,9 +37,13 @@ class RatingResource(dg.ConfigurableResource):
         }
 
 
-def window_env(window_start: datetime, window_end: datetime) -> dict[str, str]:
-    """The billing dates a run builds, [start, end), as the environment dbt reads."""
-    return {
-        "BILLING_WINDOW_START": window_start.isoformat(),
-        "BILLING_WINDOW_END": window_end.isoformat(),
-    }
+def window_options(window_start: datetime, window_end: datetime) -> dict[str, str]:
+    """The billing dates a run builds, [start, end), as settings of every session dbt
+    opens (libpq reads PGOPTIONS). The models read them at run time
+    (macros/billing_window.sql); a var or an environment variable would be rendered into
+    the parse, and each new window would make dbt parse those models again."""
+    options = (
+        f"-c {WINDOW_START_SETTING}={window_start.isoformat()}"
+        f" -c {WINDOW_END_SETTING}={window_end.isoformat()}"
+    )
+    return {"PGOPTIONS": " ".join(filter(None, (os.environ.get("PGOPTIONS"), options)))}

@@ -1,12 +1,23 @@
-{#- The half-open window [window_start, window_end) of billing dates a run builds, from
-    the environment (RatingResource.window_env): it changes every run, and a changed
-    --vars would make dbt re-parse the whole project each time. -#}
+{#- The half-open window [window_start, window_end) of billing dates a run builds. A
+    production run sets it per session (RatingResource's window_options: PGOPTIONS), read
+    when the SQL runs, so a new window leaves dbt's saved parse valid; BILLING_WINDOW_START
+    / BILLING_WINDOW_END in the environment pin it in the compiled SQL instead (the unit
+    tests' overrides). Neither set: the defaults below. -#}
 {% macro window_start() -%}
-    '{{ env_var("BILLING_WINDOW_START", "2026-01-01T00:00:00+00:00") }}'::timestamptz
+    {{ window_bound('BILLING_WINDOW_START', 'dictamesh.billing_window_start', '2026-01-01T00:00:00+00:00') }}
 {%- endmacro %}
 
 {% macro window_end() -%}
-    '{{ env_var("BILLING_WINDOW_END", "2026-01-02T00:00:00+00:00") }}'::timestamptz
+    {{ window_bound('BILLING_WINDOW_END', 'dictamesh.billing_window_end', '2026-01-02T00:00:00+00:00') }}
+{%- endmacro %}
+
+{% macro window_bound(env_name, setting, default) -%}
+    {%- set pinned = env_var(env_name, '') -%}
+    {%- if pinned -%}
+        '{{ pinned }}'::timestamptz
+    {%- else -%}
+        coalesce(nullif(current_setting('{{ setting }}', true), ''), '{{ default }}')::timestamptz
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro in_billing_window(column) -%}
