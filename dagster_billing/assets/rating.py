@@ -22,8 +22,10 @@ from dagster_billing.resources.rating import window_options
 
 INVOICE_MODELS = "tag:billing_daily"
 # Unit tests check the SQL, not the data: CI runs them (tests/test_dbt.py), a billing
-# run does not pay for them every day.
-NO_UNIT_TESTS = ("--exclude-resource-type", "unit_test")
+# run does not pay for them every day. Nor for writing manifest.json twice and
+# run_results.json (~1 s): Dagster records each node's result, and the manifest it reads
+# is the one `dbt parse` wrote (dbt_project.py).
+BUILD_FLAGS = ("--exclude-resource-type", "unit_test", "--no-write-json")
 # One dbt at a time on the warehouse: concurrent runs would rebuild the same views.
 DBT_POOL = "dbt_warehouse"
 # the longest usage period (a month) before a billing date
@@ -58,7 +60,7 @@ def _build(
     run invalidates another's parse."""
     with environment(env or {}):
         invocation = dbt.cli(
-            ["build", *NO_UNIT_TESTS, "--vars", json.dumps(rating.dbt_vars())], context=context
+            ["build", *BUILD_FLAGS, "--vars", json.dumps(rating.dbt_vars())], context=context
         )
     yield from invocation.stream()
     keep_partial_parse(invocation.target_path)

@@ -19,9 +19,10 @@ where
 
 {% endtest %}
 
-{#- Money that must never be negative (amount due, tax, discount, credits). -#}
+{#- Money that must be there and never negative (amount due, tax, discount, credits):
+    a null amount fails too, so the column needs no not_null test of its own. -#}
 {% test non_negative(model, column_name) %}
 
-select {{ column_name }} from {{ model }} where {{ column_name }} < 0
+select {{ column_name }} from {{ model }} where {{ column_name }} < 0 or {{ column_name }} is null
 
 {% endtest %}
