@@ -52,13 +52,14 @@ class BillingDbtTranslator(DagsterDbtTranslator):
 def _build(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
+    warehouse: WarehouseResource,
     rating: RatingResource,
-    env: Mapping[str, str] | None = None,
+    session: Mapping[str, str] | None = None,
 ):
-    """`dbt build` of the asset's selection, tests included, with `env` in its
-    environment. The vars are the same in every run (settings, not the window), so no
-    run invalidates another's parse."""
-    with environment(env or {}):
+    """`dbt build` of the asset's selection, tests included, against `warehouse`, with
+    `session` (window_options) in its environment. The vars are the same in every run
+    (settings, not the window), so no run invalidates another's parse."""
+    with environment({**warehouse.dbt_env(), **(session or {})}):
         invocation = dbt.cli(
             ["build", *BUILD_FLAGS, "--vars", json.dumps(rating.dbt_vars())], context=context
         )
@@ -80,8 +81,7 @@ def billing_dbt_models(
     rating: RatingResource,
 ):
     """`dbt build` of the unpartitioned models, with their tests as asset checks."""
-    warehouse.export_dbt_env()
-    yield from _build(context, dbt, rating)
+    yield from _build(context, dbt, warehouse, rating)
 
 
 @dbt_assets(
@@ -101,6 +101,5 @@ def billing_invoice_models(
     rating: RatingResource,
 ):
     """Draft invoices for the billing dates in the run's partition window [start, end)."""
-    warehouse.export_dbt_env()
     window = context.partition_time_window
-    yield from _build(context, dbt, rating, window_options(window.start, window.end))
+    yield from _build(context, dbt, warehouse, rating, window_options(window.start, window.end))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -36,9 +35,9 @@ class WarehouseResource(dg.ConfigurableResource):
             self._engine = make_engine(self._resolve())
         return self._engine
 
-    def export_dbt_env(self) -> None:
-        """dbt reads its profile from the process environment; point it at this warehouse."""
-        os.environ.update(dbt_env(self._resolve(), self.dbt_schema))
+    def dbt_env(self) -> dict[str, str]:
+        """dbt reads its profile from the environment: the values that point it here."""
+        return dbt_env(self._resolve(), self.dbt_schema)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._engine is not None:
