@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, dbt_assets
 
-from dagster_billing.dbt_project import billing_dbt_project, environment, keep_partial_parse
+from dagster_billing.dbt_project import billing_dbt_project
 from dagster_billing.partitions import daily_partitions
-from dagster_billing.resources import RatingResource, WarehouseResource
+from dagster_billing.resources import BillingDbtCliResource, RatingResource, WarehouseResource
 from dagster_billing.resources.rating import window_options
 
 INVOICE_MODELS = "tag:billing_daily"
@@ -51,20 +51,15 @@ class BillingDbtTranslator(DagsterDbtTranslator):
 
 def _build(
     context: dg.AssetExecutionContext,
-    dbt: DbtCliResource,
+    dbt: BillingDbtCliResource,
     warehouse: WarehouseResource,
     rating: RatingResource,
     session: Mapping[str, str] | None = None,
 ):
     """`dbt build` of the asset's selection, tests included, against `warehouse`, with
-    `session` (window_options) in its environment. The vars are the same in every run
-    (settings, not the window), so no run invalidates another's parse."""
-    with environment({**warehouse.dbt_env(), **(session or {})}):
-        invocation = dbt.cli(
-            ["build", *BUILD_FLAGS, "--vars", json.dumps(rating.dbt_vars())], context=context
-        )
-    yield from invocation.stream()
-    keep_partial_parse(invocation.target_path)
+    `session` (window_options) in its environment."""
+    args = ["build", *BUILD_FLAGS, "--vars", json.dumps(rating.dbt_vars())]
+    yield from dbt.build(args, context=context, env={**warehouse.dbt_env(), **(session or {})})
 
 
 @dbt_assets(
@@ -76,7 +71,7 @@ def _build(
 )
 def billing_dbt_models(
     context: dg.AssetExecutionContext,
-    dbt: DbtCliResource,
+    dbt: BillingDbtCliResource,
     warehouse: WarehouseResource,
     rating: RatingResource,
 ):
@@ -96,7 +91,7 @@ def billing_dbt_models(
 )
 def billing_invoice_models(
     context: dg.AssetExecutionContext,
-    dbt: DbtCliResource,
+    dbt: BillingDbtCliResource,
     warehouse: WarehouseResource,
     rating: RatingResource,
 ):

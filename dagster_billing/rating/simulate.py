@@ -9,7 +9,6 @@ Production tables are only read (the catalog), and every schema is dropped after
 
 from __future__ import annotations
 
-import copy
 import json
 import tempfile
 import uuid
@@ -17,28 +16,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from dagster_billing.dbt_project import (
     DBT_PROFILES_DIR,
-    billing_dbt_project,
     environment,
-    manifest_is_stale,
-    parse_manifest,
+    parsed_manifest,
+    relocated_manifest,
 )
 from dagster_billing.rating.scenario import Catalog, Scenario, parse_scenario
 from dagster_billing.resources.rating import RatingResource, window_options
 from dagster_billing.resources.warehouse import dbt_env
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, Settings
 from dagster_billing.warehouse.database import Warehouse
-
-if TYPE_CHECKING:
-    from dbt.contracts.graph.manifest import Manifest
 
 # Catalog tables are copied into a simulation; every other table dbt reads starts empty.
 CATALOG_TABLES = (
@@ -85,7 +79,7 @@ def read_catalog(conn: Connection, schema: str = "public") -> Catalog:
 
 def source_tables() -> list[str]:
     """Every warehouse table the dbt sources read, from the manifest (so none is missed)."""
-    return sorted({source.identifier for source in _parsed_manifest().sources.values()})
+    return sorted({source.identifier for source in parsed_manifest().sources.values()})
 
 
 @contextmanager
@@ -207,36 +201,6 @@ def load_scenario(conn: Connection, schema: str, scenario: Scenario) -> None:
         )
 
 
-@lru_cache(maxsize=1)
-def _parsed_manifest() -> Manifest:
-    """The project's manifest, parsed once per process (a dbt parse costs seconds)."""
-    from dbt.contracts.graph.manifest import Manifest, WritableManifest
-
-    if manifest_is_stale():
-        parse_manifest()
-    path = billing_dbt_project.manifest_path
-    return Manifest.from_writable_manifest(WritableManifest.read_and_check_versions(str(path)))
-
-
-def _relocated_manifest(database: str, schema: str) -> Manifest:
-    """The manifest pointed at the scenario: sources in `schema`, models in `schema` plus
-    their layer suffix, all in `database`. What `--vars billing_source_schema` and a
-    profile schema would do, without the full re-parse that changing either costs."""
-    manifest = copy.deepcopy(_parsed_manifest())
-    target = manifest.nodes[f"model.dictamesh_billing.{INVOICE_MODELS[0]}"].schema
-    for source in manifest.sources.values():
-        source.database, source.schema = database, schema
-        source.relation_name = f'"{database}"."{schema}"."{source.identifier}"'
-    for node in manifest.nodes.values():
-        if node.resource_type.value in ("model", "seed", "snapshot"):
-            node.database = database
-            node.schema = schema + node.schema.removeprefix(target)
-            node.relation_name = f'"{database}"."{node.schema}"."{node.alias}"'
-        elif node.resource_type.value in ("test", "unit_test"):
-            node.database = database
-    return manifest
-
-
 def run_invoice_models(
     warehouse: Warehouse, schema: str, settings: Settings, as_of: datetime
 ) -> None:
@@ -249,7 +213,7 @@ def run_invoice_models(
         **dbt_env(warehouse, schema),
         **window_options(datetime(1970, 1, 1, tzinfo=UTC), as_of + timedelta(microseconds=1)),
     }
-    manifest = _relocated_manifest(env["BILLING_DBT_DBNAME"], schema)
+    manifest = relocated_manifest(env["BILLING_DBT_DBNAME"], schema, source_schema=schema)
     with environment(env), tempfile.TemporaryDirectory(prefix="billing-sim-dbt-") as target:
         result = dbtRunner(manifest=manifest).invoke(
             [
