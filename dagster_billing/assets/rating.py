@@ -26,7 +26,8 @@ INVOICE_MODELS = "tag:billing_daily"
 # run_results.json (~1 s): Dagster records each node's result, and the manifest it reads
 # is the one `dbt parse` wrote (dbt_project.py).
 BUILD_FLAGS = ("--exclude-resource-type", "unit_test", "--no-write-json")
-# One dbt at a time on the warehouse: concurrent runs would rebuild the same views.
+# One dbt at a time on the warehouse (dagster_home/dagster.yaml limits the pool to 1):
+# concurrent runs would rebuild the same tables.
 DBT_POOL = "dbt_warehouse"
 # the longest usage period (a month) before a billing date
 USAGE_LOOKBACK_DAYS = 31

@@ -33,6 +33,8 @@ class BillingDbtCliResource(DbtCliResource):
     from the manifest `dbt parse` wrote, read once per process and pointed at the run's
     database (0.3 s). The results become the same Dagster events dagster-dbt yields (models
     as materializations, tests as asset checks), streamed as each node finishes.
+    dbt keeps global state, so a process runs one invocation at a time: Dagster runs each
+    step in its own process (or one after another in process), and the assets share a pool.
     """
 
     def build(
@@ -49,12 +51,10 @@ class BillingDbtCliResource(DbtCliResource):
         project = params.dbt_project
         project_dir = Path(project.project_dir if project else self.project_dir)
         target = project_dir / self._get_unique_target_path(context=context)
-        dbt_args = [
-            *args,
-            *("--project-dir", str(project_dir), "--target-path", str(target)),
-            *("--log-path", str(target), "--profiles-dir", str(self.profiles_dir)),
-            *params.selection_args,
-        ]
+        dbt_args = [*args, "--project-dir", str(project_dir), *params.selection_args]
+        dbt_args += ["--target-path", str(target), "--log-path", str(target)]
+        if self.profiles_dir:
+            dbt_args += ["--profiles-dir", str(self.profiles_dir)]
         if params.indirect_selection:
             dbt_args += ["--indirect-selection", params.indirect_selection]
         manifest = relocated_manifest(env["BILLING_DBT_DBNAME"], env["BILLING_DBT_SCHEMA"])
