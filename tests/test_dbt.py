@@ -3,8 +3,10 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -119,3 +121,35 @@ def test_the_billing_window_reaches_every_session_as_settings(
             assert conn.execute(query).one() == (start, end, "123s")
         engine.dispose()
     assert os.environ["PGOPTIONS"] == "-c statement_timeout=123s"
+
+
+def test_a_failed_dbt_build_fails_the_step_with_dbts_errors_and_keeps_its_log(
+    warehouse: Warehouse,
+) -> None:
+    """dbt runs inside the step: its failure is the step's, naming what dbt reported and
+    the run's dbt.log, which is kept (a successful run's target directory is not)."""
+    resources = {
+        **build_resources(load_settings()),
+        "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir="unused"),
+    }
+    runs = billing_dbt_project.project_dir / billing_dbt_project.target_path
+    before = {p for p in runs.iterdir() if p.is_dir()}
+    assert dg.materialize([billing_dbt_models], resources=resources).success
+    assert {p for p in runs.iterdir() if p.is_dir()} == before
+
+    engine = make_engine(warehouse)
+    with engine.begin() as conn:
+        conn.execute(sa.text("alter table dictamesh_billing_fx_rates rename to fx_rates_away"))
+    try:
+        result = dg.materialize([billing_dbt_models], resources=resources, raise_on_error=False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("alter table fx_rates_away rename to dictamesh_billing_fx_rates"))
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert 'relation "public.dictamesh_billing_fx_rates" does not exist' in message
+    log = re.search(r"log: (\S+/dbt\.log)", message)
+    assert log and Path(log[1]).exists()
+    assert "dictamesh_billing_fx_rates" in Path(log[1]).read_text()
+    shutil.rmtree(Path(log[1]).parent)

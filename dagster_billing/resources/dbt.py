@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import shutil
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -92,12 +93,13 @@ class BillingDbtCliResource(DbtCliResource):
                     project=project,
                 )
         result = outcome[0]
-        if isinstance(result.exception, BaseException) and not isinstance(
-            result.exception, Exception
-        ):
-            raise result.exception
-        if not result.success:
-            detail = "\n".join(errors) or str(result.exception)
-            raise DagsterDbtCliRuntimeError(
-                f"dbt {' '.join(args[:1])} failed (log: {target / 'dbt.log'}):\n{detail}"
-            )
+        if result.success:
+            # compiled SQL and dbt.log, ~2 MB a run: kept only to debug a failed run
+            shutil.rmtree(target, ignore_errors=True)
+            return
+        if not isinstance(result.exception, Exception | None):
+            raise result.exception  # an interrupt, as it was raised
+        detail = "\n".join(errors) or str(result.exception)
+        raise DagsterDbtCliRuntimeError(
+            f"dbt {' '.join(args[:1])} failed (log: {target / 'dbt.log'}):\n{detail}"
+        )
