@@ -14,6 +14,8 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource
 from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
+from dbt.cli.main import dbtRunner
+from dbt_common.events.functions import msg_to_dict
 
 from dagster_billing.dbt_project import environment, relocated_manifest
 
@@ -65,16 +67,12 @@ class BillingDbtCliResource(DbtCliResource):
 
         def on_event(event: EventMsg) -> None:
             """Called on dbt's threads: hands result events to the step's thread."""
-            from dbt_common.events.functions import msg_to_dict
-
             if event.info.level == "error":
                 errors.append(event.info.msg)
             if event.info.name in RESULT_EVENTS:
                 results.put(msg_to_dict(event))
 
         def run() -> None:
-            from dbt.cli.main import dbtRunner
-
             try:
                 outcome.append(dbtRunner(manifest, [on_event]).invoke(dbt_args))
             finally:
