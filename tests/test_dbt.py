@@ -153,3 +153,47 @@ def test_a_failed_dbt_build_fails_the_step_with_dbts_errors_and_keeps_its_log(
     assert log and Path(log[1]).exists()
     assert "dictamesh_billing_fx_rates" in Path(log[1]).read_text()
     shutil.rmtree(Path(log[1]).parent)
+
+
+def test_an_organization_added_after_the_marts_were_built_is_billed_the_next_day(
+    warehouse: Warehouse,
+) -> None:
+    """The daily billing run refreshes the dimensions its tests compare with: a new
+    organization's first invoice passes `relationships` to dim_organizations without
+    anyone rebuilding the unpartitioned models first."""
+    resources = {
+        **build_resources(load_settings()),
+        "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir="unused"),
+    }
+    assert dg.materialize([billing_dbt_models], resources=resources).success
+    engine = make_engine(warehouse)
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        org = conn.scalar(
+            sa.text(
+                "insert into dictamesh_billing_organizations (external_id, name, currency)"
+                " values ('newcomer', 'Newcomer Ltd', 'USD') returning id"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "insert into dictamesh_billing_subscriptions (external_id, organization_id,"
+                " plan_id, billing_cycle, seats, billing_anchor, started_at) values"
+                " ('sub-newcomer', :org, 'starter', 'monthly', 1, :start, :start)"
+            ),
+            {"org": org, "start": start},
+        )
+    result = dg.materialize(
+        [billing_invoice_models], resources=resources, partition_key="2026-09-01"
+    )
+    assert result.success
+    with engine.connect() as conn:
+        billed = conn.scalar(
+            sa.text(
+                "select count(*) from analytics.fct_invoices i"
+                " join analytics.dim_organizations d using (organization_id)"
+                " where d.organization_external_id = 'newcomer' and i.billing_date = :day"
+            ),
+            {"day": start.date()},
+        )
+    assert billed == 1

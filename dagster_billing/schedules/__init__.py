@@ -3,8 +3,9 @@
 from datetime import timedelta
 
 import dagster as dg
+from dagster_dbt import get_asset_key_for_model
 
-from dagster_billing.assets.rating import billing_invoice_models
+from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.partitions import daily_partitions, hourly_partitions
 
 warehouse_maintenance_job = dg.define_asset_job(
@@ -81,10 +82,29 @@ invoicing_daily_schedule = dg.build_schedule_from_partitioned_job(
     invoicing_daily_job, hour_of_day=3, minute_of_hour=30
 )
 
+# Usage by organization and month, for finance: sums every stored hour, so once a day,
+# after the invoicing run (03:30), not on the billing run's path.
+usage_monthly_job = dg.define_asset_job(
+    "usage_monthly",
+    selection=dg.AssetSelection.assets(
+        get_asset_key_for_model([billing_dbt_models], "fct_usage_monthly")
+    ),
+)
+usage_monthly_schedule = dg.ScheduleDefinition(
+    job=usage_monthly_job, cron_schedule="30 4 * * *", execution_timezone="UTC"
+)
+
 schedules = [
     warehouse_maintenance_schedule,
     usage_hourly_trailing_schedule(),
     usage_daily_schedule,
     invoicing_daily_schedule,
+    usage_monthly_schedule,
 ]
-jobs = [warehouse_maintenance_job, usage_hourly_job, usage_daily_job, invoicing_daily_job]
+jobs = [
+    warehouse_maintenance_job,
+    usage_hourly_job,
+    usage_daily_job,
+    invoicing_daily_job,
+    usage_monthly_job,
+]

@@ -42,3 +42,12 @@ def test_usage_assets_jobs_and_sensor_are_defined() -> None:
     assert defs.resolve_job_def("usage_hourly_job") is not None
     assert defs.resolve_schedule_def("usage_daily_rollup").cron_schedule == "30 2 * * *"
     assert defs.resolve_sensor_def("usage_thresholds").minimum_interval_seconds == 300
+
+
+def test_usage_by_month_is_rebuilt_daily_after_invoicing() -> None:
+    schedule = defs.resolve_schedule_def("usage_monthly_schedule")
+    assert schedule.cron_schedule == "30 4 * * *"
+    job = defs.resolve_job_def("usage_monthly")
+    assert {key.path[-1] for key in job.asset_layer.executable_asset_keys} == {
+        "fct_usage_monthly"
+    }
