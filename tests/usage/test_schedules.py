@@ -48,6 +48,4 @@ def test_usage_by_month_is_rebuilt_daily_after_invoicing() -> None:
     schedule = defs.resolve_schedule_def("usage_monthly_schedule")
     assert schedule.cron_schedule == "30 4 * * *"
     job = defs.resolve_job_def("usage_monthly")
-    assert {key.path[-1] for key in job.asset_layer.executable_asset_keys} == {
-        "fct_usage_monthly"
-    }
+    assert {key.path[-1] for key in job.asset_layer.executable_asset_keys} == {"fct_usage_monthly"}
