@@ -158,7 +158,7 @@ def test_a_failed_dbt_build_fails_the_step_with_dbts_errors_and_keeps_its_log(
 def test_an_organization_added_after_the_marts_were_built_is_billed_the_next_day(
     warehouse: Warehouse,
 ) -> None:
-    """The daily billing run refreshes the dimensions its tests compare with: a new
+    """The dimension the invoices' tests compare with is always current: a new
     organization's first invoice passes `relationships` to dim_organizations without
     anyone rebuilding the unpartitioned models first."""
     resources = {

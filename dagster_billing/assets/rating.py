@@ -2,11 +2,11 @@
 
 Two assets split by partitioning: the billing models (tag `billing_daily`: the
 intermediate rating models, the draft-invoice marts and the marts built from them,
-MRR/ARR, revenue, and the dimensions the invoices' tests compare with) are built per
-daily billing partition, the partition window passed as session settings
-(`window_options`), and a backfill of many days is one dbt invocation over the whole
-window (single-run backfill policy), not one per day. Staging views and monthly usage
-are unpartitioned (`usage_monthly_schedule` rebuilds the latter).
+MRR/ARR and revenue) are built per daily billing partition, the partition window passed
+as session settings (`window_options`), and a backfill of many days is one dbt
+invocation over the whole window (single-run backfill policy), not one per day.
+Staging and the dimensions are views (always current: the invoices' tests compare with
+dim_organizations) and monthly usage a table (`usage_monthly_schedule`), unpartitioned.
 """
 
 import json

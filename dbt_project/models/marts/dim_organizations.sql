@@ -1,4 +1,4 @@
-{{ config(tags=['billing_daily']) }}
+{{ config(materialized='view') }}
 -- Organizations with their billing profile and the subscription active now (if any).
 with organizations as (
     select * from {{ ref('stg_billing__organizations') }}

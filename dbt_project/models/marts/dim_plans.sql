@@ -1,4 +1,4 @@
-{{ config(tags=['billing_daily']) }}
+{{ config(materialized='view') }}
 -- The plan catalog with USD list prices and included monthly quotas, one row per plan.
 with plans as (
     select * from {{ ref('stg_billing__plans') }}
