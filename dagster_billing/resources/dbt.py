@@ -73,23 +73,24 @@ class BillingDbtCliResource(DbtCliResource):
                 results.put(msg_to_dict(event))
 
         def run() -> None:
+            """dbt's thread owns `env`: it holds until dbt ends, whatever the step does."""
             try:
-                outcome.append(dbtRunner(manifest, [on_event]).invoke(dbt_args))
+                with environment(env):
+                    outcome.append(dbtRunner(manifest, [on_event]).invoke(dbt_args))
             finally:
                 results.put(None)
 
-        with environment(env):
-            # a thread, so each result reaches Dagster as it happens; a daemon, so an
-            # interrupted step does not wait for dbt (its open transactions roll back)
-            threading.Thread(target=run, name="dbt", daemon=True).start()
-            while (raw := results.get()) is not None:
-                yield from DbtCoreCliEventMessage(raw, {}).to_default_asset_events(
-                    manifest=params.manifest,
-                    dagster_dbt_translator=params.dagster_dbt_translator,
-                    context=context,
-                    target_path=target,
-                    project=project,
-                )
+        # a thread, so each result reaches Dagster as it happens; a daemon, so the process
+        # of an interrupted step exits without waiting for dbt (its transactions roll back)
+        threading.Thread(target=run, name="dbt", daemon=True).start()
+        while (raw := results.get()) is not None:
+            yield from DbtCoreCliEventMessage(raw, {}).to_default_asset_events(
+                manifest=params.manifest,
+                dagster_dbt_translator=params.dagster_dbt_translator,
+                context=context,
+                target_path=target,
+                project=project,
+            )
         result = outcome[0]
         if result.success:
             # compiled SQL and dbt.log, ~2 MB a run: kept only to debug a failed run
