@@ -1,0 +1,1 @@
+drop index dictamesh_billing_usage_daily_day;
