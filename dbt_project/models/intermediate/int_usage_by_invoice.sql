@@ -28,16 +28,6 @@ bounds as (
     where read_from = 'hours'
 ),
 
--- and read only the rollup's days the whole-day spans cover (an index on day), not every
--- day that retention keeps
-rollup_bounds as (
-    select
-        min((range_start at time zone 'UTC')::date) as first_day,
-        max((range_end at time zone 'UTC')::date) as end_day
-    from ranges
-    where read_from = 'rollup'
-),
-
 from_rollup as (
     select
         ranges.invoice_key,
@@ -50,10 +40,7 @@ from_rollup as (
             and (ranges.range_start at time zone 'UTC')::date <= daily.usage_day
             and (ranges.range_end at time zone 'UTC')::date > daily.usage_day
     inner join rolled_up_days on daily.usage_day = rolled_up_days.usage_day
-    where
-        ranges.read_from = 'rollup'
-        and daily.usage_day >= (select rollup_bounds.first_day from rollup_bounds)
-        and daily.usage_day < (select rollup_bounds.end_day from rollup_bounds)
+    where ranges.read_from = 'rollup'
 ),
 
 from_hours as (

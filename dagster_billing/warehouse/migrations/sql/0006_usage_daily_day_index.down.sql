@@ -1,1 +1,0 @@
-drop index dictamesh_billing_usage_daily_day;
