@@ -26,6 +26,7 @@ from dagster_billing.resources.rating import window_options
 from dagster_billing.resources.warehouse import dbt_env
 from dagster_billing.settings import PROJECT_ROOT, load_settings
 from dagster_billing.warehouse.database import Warehouse, make_engine
+from tests.usage.helpers import create_organizations, create_subscription
 
 
 def test_dbt_build_is_green_and_checks_pass(warehouse: Warehouse) -> None:
@@ -168,21 +169,8 @@ def test_an_organization_added_after_the_marts_were_built_is_billed_the_next_day
     assert dg.materialize([billing_dbt_models], resources=resources).success
     engine = make_engine(warehouse)
     start = datetime(2026, 9, 1, tzinfo=UTC)
-    with engine.begin() as conn:
-        org = conn.scalar(
-            sa.text(
-                "insert into dictamesh_billing_organizations (external_id, name, currency)"
-                " values ('newcomer', 'Newcomer Ltd', 'USD') returning id"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "insert into dictamesh_billing_subscriptions (external_id, organization_id,"
-                " plan_id, billing_cycle, seats, billing_anchor, started_at) values"
-                " ('sub-newcomer', :org, 'starter', 'monthly', 1, :start, :start)"
-            ),
-            {"org": org, "start": start},
-        )
+    org = create_organizations(engine, "newcomer")["newcomer"]
+    create_subscription(engine, org, "starter", start, "sub-newcomer")
     result = dg.materialize(
         [billing_invoice_models], resources=resources, partition_key="2026-09-01"
     )
