@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 from dagster_dbt import DbtCliResource
+from sqlalchemy.engine import Engine
 
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.dbt_project import (
@@ -29,11 +30,16 @@ from dagster_billing.warehouse.database import Warehouse, make_engine
 from tests.usage.helpers import create_organizations, create_subscription
 
 
-def test_dbt_build_is_green_and_checks_pass(warehouse: Warehouse) -> None:
-    resources = {
+def _resources(warehouse: Warehouse) -> dict[str, object]:
+    """The product's resources, pointed at the test warehouse."""
+    return {
         **build_resources(load_settings()),
         "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir="unused"),
     }
+
+
+def test_dbt_build_is_green_and_checks_pass(warehouse: Warehouse) -> None:
+    resources = _resources(warehouse)
     assert isinstance(resources["dbt"], DbtCliResource)
     result = dg.materialize([billing_dbt_models], resources=resources)
     assert result.success
@@ -53,10 +59,7 @@ def test_dbt_build_is_green_and_checks_pass(warehouse: Warehouse) -> None:
 def test_invoice_models_unit_tests_and_documented_marts(warehouse: Warehouse) -> None:
     """The daily billing models build for a partition with their checks passing; the
     dbt unit tests (hand-computed pricing rules) pass; every mart column is documented."""
-    resources = {
-        **build_resources(load_settings()),
-        "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir="unused"),
-    }
+    resources = _resources(warehouse)
     assert dg.materialize([billing_dbt_models], resources=resources).success
     result = dg.materialize(
         [billing_invoice_models], resources=resources, partition_key="2026-11-01"
@@ -125,20 +128,16 @@ def test_the_billing_window_reaches_every_session_as_settings(
 
 
 def test_a_failed_dbt_build_fails_the_step_with_dbts_errors_and_keeps_its_log(
-    warehouse: Warehouse,
+    warehouse: Warehouse, engine: Engine
 ) -> None:
     """dbt runs inside the step: its failure is the step's, naming what dbt reported and
     the run's dbt.log, which is kept (a successful run's target directory is not)."""
-    resources = {
-        **build_resources(load_settings()),
-        "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir="unused"),
-    }
+    resources = _resources(warehouse)
     runs = billing_dbt_project.project_dir / billing_dbt_project.target_path
     before = {p for p in runs.iterdir() if p.is_dir()}
     assert dg.materialize([billing_dbt_models], resources=resources).success
     assert {p for p in runs.iterdir() if p.is_dir()} == before
 
-    engine = make_engine(warehouse)
     with engine.begin() as conn:
         conn.execute(sa.text("alter table dictamesh_billing_fx_rates rename to fx_rates_away"))
     try:
@@ -157,17 +156,13 @@ def test_a_failed_dbt_build_fails_the_step_with_dbts_errors_and_keeps_its_log(
 
 
 def test_an_organization_added_after_the_marts_were_built_is_billed_the_next_day(
-    warehouse: Warehouse,
+    warehouse: Warehouse, engine: Engine
 ) -> None:
     """The dimension the invoices' tests compare with is always current: a new
     organization's first invoice passes `relationships` to dim_organizations without
     anyone rebuilding the unpartitioned models first."""
-    resources = {
-        **build_resources(load_settings()),
-        "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir="unused"),
-    }
+    resources = _resources(warehouse)
     assert dg.materialize([billing_dbt_models], resources=resources).success
-    engine = make_engine(warehouse)
     start = datetime(2026, 9, 1, tzinfo=UTC)
     org = create_organizations(engine, "newcomer")["newcomer"]
     create_subscription(engine, org, "starter", start, "sub-newcomer")
