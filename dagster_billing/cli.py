@@ -251,6 +251,21 @@ def demo() -> None:
     run_demo(get_settings(), echo=typer.echo)
 
 
+@app.command("api")
+@one_line_errors
+def api(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Serve the REST API (and the Stripe webhook) with uvicorn."""
+    import uvicorn
+
+    from dagster_billing.api import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings, _engine()), host=host, port=port, log_level="warning")
+
+
 @app.command("dev", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @one_line_errors
 def dev(ctx: typer.Context) -> None:

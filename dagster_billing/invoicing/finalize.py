@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.engine import Connection
 
+from dagster_billing.events.outbox import Event, write_events
 from dagster_billing.invoicing import InvoicingError
-from dagster_billing.invoicing.events import Event, write_events
 from dagster_billing.invoicing.marts import DEFAULT_SCHEMA, DraftInvoice, load_drafts
 from dagster_billing.warehouse.schema import (
     credits,

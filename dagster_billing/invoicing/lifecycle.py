@@ -13,8 +13,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from dagster_billing.events.outbox import Event, write_events
 from dagster_billing.invoicing import InvoicingError
-from dagster_billing.invoicing.events import Event, write_events
 from dagster_billing.warehouse import audit
 from dagster_billing.warehouse.schema import credits, invoices
 

@@ -1,4 +1,4 @@
-"""Outbox rows for invoicing events, written in the caller's transaction.
+"""The one writer of outbox rows: every billing event is written in the caller's transaction.
 
 The event id is a UUIDv5 of the dedupe key, so writing the same business event twice
 (a re-run, a retry) is a no-op on either unique key, and the relay's Kafka key is stable.

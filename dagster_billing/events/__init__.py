@@ -1,0 +1,1 @@
+"""Billing events: the transactional outbox (the one place that writes it)."""
