@@ -122,7 +122,7 @@ def simulate(
     scenario_file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Bill a scenario (SCENARIO_FORMAT.md) with the production models, in isolation."""
+    """Bill a scenario (docs/scenario-format.md) with the production models, in isolation."""
     import json
 
     from dagster_billing.rating import simulate as sim

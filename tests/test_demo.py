@@ -31,7 +31,7 @@ def test_demo_twice_is_idempotent(blank_warehouse: Warehouse) -> None:
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "audit log: 10 rows, chain intact" in first.stdout
     assert re.search(r"demo data: \d+ new rows", first.stdout)
-    # acme, Nov 1 (by hand from RATE_CARD.md): fee 99 + 2 extra seats x 49 = 197.00;
+    # acme, Nov 1 (by hand from docs/rate-card.md): fee 99 + 2 extra seats x 49 = 197.00;
     # API calls 2,000/h x 744 h - 1,000,000 = 488 units x 0.01 = 4.88; storage 60 GB avg
     # - 50 = 10 x 0.50 = 5.00; queries 1.5 x 744 - 1,000 = 116 GB x 0.005 = 0.58;
     # subtotal 207.46, tax 10% = 20.746 -> 20.75, total 228.21 (the $50 credit went to Oct 1).

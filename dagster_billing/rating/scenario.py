@@ -1,4 +1,4 @@
-"""Parse and validate a `billing simulate` scenario (../shared/SCENARIO_FORMAT.md).
+"""Parse and validate a `billing simulate` scenario (docs/scenario-format.md).
 
 Every rule that can be checked before touching the database is checked here, and each
 failure names the field: `subscriptions[1].changes[0].at: before the subscription's
@@ -244,7 +244,8 @@ def _subscription(
 
 
 def _check_seats(subscription: Subscription, where: str, catalog: Catalog) -> None:
-    """Rule 6: extra seats on a plan that sells none (free) is invalid, at any point."""
+    """Rate card, free plan: extra seats on a plan that sells none (free) is invalid, at any
+    point."""
     plan, seats = subscription.plan, subscription.seats
     states = [(where, plan, seats)]
     for j, change in enumerate(subscription.changes):
@@ -292,7 +293,7 @@ def _usage(
 
 
 def _check_overlaps(subscriptions: list[Subscription]) -> None:
-    """Rule 12: one subscription per organization at a time."""
+    """Rate card, one subscription per organization: one at a time."""
     by_org: dict[str, list[tuple[int, Subscription]]] = defaultdict(list)
     for i, sub in enumerate(subscriptions):
         by_org[sub.organization].append((i, sub))

@@ -256,7 +256,7 @@ def _plain(value: Decimal) -> str:
 
 
 def collect_invoices(conn: Connection, schema: str) -> list[dict[str, Any]]:
-    """The invoices dbt built, in the `--json` shape of SCENARIO_FORMAT.md."""
+    """The invoices dbt built, in the `--json` shape of docs/scenario-format.md."""
     minor = dict(
         conn.execute(
             sa.text(f"select code, minor_units from {schema}.dictamesh_billing_currencies")

@@ -34,7 +34,7 @@ class Crossing:
 
 def add_months(anchor: datetime, months: int) -> datetime:
     """The anchor moved by whole months; day 29-31 falls back to a shorter month's last
-    day and returns afterwards (RATE_CARD: Jan 31 -> Feb 28 -> Mar 31)."""
+    day and returns afterwards (docs/rate-card.md: Jan 31 -> Feb 28 -> Mar 31)."""
     index = anchor.year * 12 + anchor.month - 1 + months
     year, month = divmod(index, 12)
     day = min(anchor.day, calendar.monthrange(year, month + 1)[1])

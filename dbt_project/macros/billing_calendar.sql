@@ -1,6 +1,6 @@
 {#- Calendar arithmetic in UTC. Postgres clamps a month step to the month's last day,
     and stepping from the anchor (never from the previous date) returns to the anchor
-    day afterwards: Jan 31 -> Feb 28/29 -> Mar 31 -> Apr 30 (RATE_CARD.md). -#}
+    day afterwards: Jan 31 -> Feb 28/29 -> Mar 31 -> Apr 30 (docs/rate-card.md). -#}
 {% macro add_months_utc(ts, months) -%}
     (({{ ts }} at time zone 'UTC') + make_interval(months => ({{ months }})::integer)) at time zone 'UTC'
 {%- endmacro %}

@@ -1,5 +1,6 @@
 {#- An invoice's subtotal is the sum of its lines and its total is
-    max(0, subtotal - discount) + tax (RATE_CARD.md steps 5-7, rule 10).
+    max(0, subtotal - discount) + tax (docs/rate-card.md: line rounding, discounts, tax;
+    negative subtotal).
     Fails with the invoices that do not add up. -#}
 {% test invoice_totals_add_up(model, lines_model) %}
 

@@ -1,4 +1,4 @@
-"""The default catalog matches RATE_CARD.md and syncs idempotently."""
+"""The default catalog matches docs/rate-card.md and syncs idempotently."""
 
 from decimal import Decimal
 from pathlib import Path
@@ -52,7 +52,7 @@ def test_free_plan_sells_no_seats(engine: Engine) -> None:
 
 
 def test_gbp_top_api_tier_rounds_half_up_to_six_decimals(engine: Engine) -> None:
-    """RATE_CARD precise rule 2: 0.000001 x 0.79 = 0.00000079 -> 0.000001."""
+    """Rate card, six decimals: 0.000001 x 0.79 = 0.00000079 -> 0.000001."""
     with engine.connect() as conn:
         price = _price(
             conn,

@@ -1,9 +1,9 @@
 """Plain-Python billing oracle for the property test of the dbt rating.
 
 It shares no code with ``dagster_billing``: the catalog below is copied from
-RATE_CARD.md (the spec) and every rule is a plain loop over billing dates with
+docs/rate-card.md (the spec) and every rule is a plain loop over billing dates with
 ``Decimal`` arithmetic, so when it disagrees with the product only one of the two
-can be at fault.  Input is a parsed SCENARIO_FORMAT.md scenario; output is the
+can be at fault.  Input is a parsed docs/scenario-format.md scenario; output is the
 ``billing simulate --json`` shape.
 
 Readings chosen where the spec leaves room (the product team compares against these):
@@ -15,10 +15,10 @@ A1  Change timing.  A change takes effect at ``at``.  A change exactly on a fee 
     at or after ``cancel_at`` are ignored; ``cancel_at <= start`` is rejected.  Changes
     sharing one instant apply in listed order, each with its own pairs.
 A2  A "plan change" is a change naming a plan other than the current one; the custom
-    ``price_override`` (fee only, never seats) ends at the first one (rule 7).
+    ``price_override`` (fee only, never seats) ends at the first one (rule custom price override).
 A3  Annual plans: ``cancel_at`` on any monthly billing date is "on a billing date"
-    (rule 8): that invoice holds only arrears, with no credit for the rest of the term.
-A4  Immediate cancellation credit (rule 8): one proration line per component whose amount
+    (rule cancellation): that invoice holds only arrears, with no credit for the rest of the term.
+A4  Immediate cancellation credit (rule cancellation): one proration line per component whose amount
     in effect is non-zero: ``-(amount x seconds from cancel_at to the fee period end /
     seconds of the fee period)``; the fee period is the term year on annual plans.
 A5  Which lines appear: the fee line on every advance invoice, even at 0 (free plan); the
@@ -28,7 +28,7 @@ A5  Which lines appear: the fee line on every advance invoice, even at 0 (free p
 A6  Proration lines: ``quantity`` is the fraction to 6 dp and ``unit_amount`` the signed
     full-period amount, for reading only; ``amount`` is the normative value.  All
     ``description`` texts are for reading only.
-A7  Free plan (rule 6): "free for the whole usage period" means on free at every instant
+A7  Free plan (rule free plan): "free for the whole usage period" means on free at every instant
     of [period start, end), end = ``cancel_at`` for an immediate cancellation.  Otherwise
     usage is compared with the time-prorated mixed quota and priced with the usual tiers.
 A8  Usage rows are keyed by hour start; a row counts in [a, b) when a <= hour < b.  The
@@ -45,7 +45,7 @@ A10 Credits belong to the organization (shared by its subscriptions) and exist b
     credits, usable by any later-processed invoice.  Credit amounts are rounded to the
     minor unit.
 A11 Taxable subtotal = max(0, subtotal - discount); total = taxable + tax.  A negative
-    subtotal gives discount 0, tax 0, total 0 (rule 10).
+    subtotal gives discount 0, tax 0, total 0 (rule negative subtotal).
 A12 Line order: fee, seats, proration (per change: fee pair, then seats pair; the
     cancellation credits last), then overage as api_calls, storage, transfer,
     query_processing.
@@ -61,7 +61,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from typing import Any
 
-# ---- Catalog, copied from RATE_CARD.md "Plans" and "Overage" (USD) -----------------
+# ---- Catalog, copied from docs/rate-card.md "Plans" and "Overage" (USD) -----------------
 
 PLANS: dict[str, dict[str, Any]] = {
     "free": {
@@ -159,12 +159,12 @@ def dec(value: Any) -> Decimal:
 
 
 def round6(value: Decimal) -> Decimal:
-    """Precise rule 2: 6 decimals, half away from zero."""
+    """Rule six decimals: 6 decimals, half away from zero."""
     return value.quantize(SIX, rounding=ROUND_HALF_UP)
 
 
 def round_minor(value: Decimal, currency: str) -> Decimal:
-    """Invoice arithmetic step 5 / precise rule 1: minor unit, half away from zero, no -0."""
+    """Invoice arithmetic, line rounding / rule half up: minor unit, half away from zero, no -0."""
     places = CURRENCIES[currency][1]
     rounded = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     return rounded.copy_abs() if rounded == 0 else rounded
@@ -189,7 +189,7 @@ def iso(ts: datetime) -> str:
 
 
 def seconds(start: datetime, end: datetime) -> int:
-    """Proration is by seconds (RATE_CARD "Billing periods and proration")."""
+    """Proration is by seconds (docs/rate-card.md "Billing periods and proration")."""
     return (end - start) // timedelta(seconds=1)
 
 
@@ -202,7 +202,7 @@ def add_months(anchor: datetime, months: int) -> datetime:
 
 
 def fmt_qty(value: Decimal) -> str:
-    """Quantities print without padding zeros, e.g. "2456.789" (SCENARIO_FORMAT example)."""
+    """Quantities print without padding zeros, e.g. "2456.789" (docs/scenario-format.md example)."""
     return format(value.normalize(), "f")
 
 
@@ -300,7 +300,8 @@ class Subscription:
         return add_months(self.start, k)
 
     def fee_period(self, t: datetime) -> tuple[datetime, datetime]:
-        """The period a fee pays for: one month, or the term year on annual plans (rule 4)."""
+        """The period a fee pays for: one month, or the term year on annual plans
+        (rule proration pairs)."""
         step = 12 if self.annual else 1
         k = 0
         while self.billing_date((k + 1) * step) <= t:
@@ -308,7 +309,7 @@ class Subscription:
         return self.billing_date(k * step), self.billing_date((k + 1) * step)
 
     def fee(self, state: State) -> Decimal:
-        """Step 1: plan price for the cycle, or the custom override (rule 7)."""
+        """Fee: plan price for the cycle, or the custom override (rule custom price override)."""
         if state.override_active and self.override is not None:
             return self.override
         return price(PLANS[state.plan]["annual" if self.annual else "monthly"], self.currency)
@@ -324,7 +325,7 @@ class Subscription:
         return price(usd, self.currency) * (12 if self.annual else 1)
 
     def seat_amount(self, state: State) -> Decimal:
-        """Step 2: (seats - included) x seat price, never negative."""
+        """Extra seats: (seats - included) x seat price, never negative."""
         return self.extra_seats(state) * self.seat_unit(state)
 
     def plan_label(self, state: State) -> str:
@@ -335,7 +336,7 @@ class Subscription:
 
 
 def advance_lines(sub: Subscription, at: datetime) -> list[Line]:
-    """In-advance fee and extra seats for the period starting ``at`` (steps 1-2)."""
+    """In-advance fee and extra seats for the period starting ``at`` (fee, extra seats)."""
     state = sub.state_at(at)
     fee = sub.fee(state)
     lines = [Line("subscription_fee", sub.plan_label(state), fee, "1", fee)]
@@ -347,13 +348,14 @@ def advance_lines(sub: Subscription, at: datetime) -> list[Line]:
 
 
 def _proration(description: str, full: Decimal, fraction: Decimal, sign: int) -> Line:
-    """Rule 2/4: amount x fraction rounded to 6 dp (sign after, so half away from zero)."""
+    """Six decimals, proration pairs: amount x fraction rounded to 6 dp (sign after, so half
+    away from zero)."""
     amount = sign * round6(full * fraction)
     return Line("proration", description, amount, format(round6(fraction), "f"), sign * full)
 
 
 def proration_lines(sub: Subscription, start: datetime, end: datetime) -> list[Line]:
-    """Rule 4: a credit/charge pair per changed component for changes in [start, end)."""
+    """Proration pairs: a credit/charge pair per changed component for changes in [start, end)."""
     lines = []
     for i, (at, _, _) in enumerate(sub.changes):
         if not start <= at < end:
@@ -381,7 +383,7 @@ def proration_lines(sub: Subscription, start: datetime, end: datetime) -> list[L
 
 
 def cancellation_lines(sub: Subscription, cancel_at: datetime) -> list[Line]:
-    """Rule 8 / A4: an immediate cancellation credits the unused fee and seats."""
+    """Cancellation / A4: an immediate cancellation credits the unused fee and seats."""
     p0, p1 = sub.fee_period(cancel_at)
     fraction = Decimal(seconds(cancel_at, p1)) / Decimal(seconds(p0, p1))
     state = sub.state_at(cancel_at)
@@ -396,14 +398,16 @@ def cancellation_lines(sub: Subscription, cancel_at: datetime) -> list[Line]:
 
 
 def plan_segments(sub: Subscription, start: datetime, end: datetime) -> list[tuple[str, int]]:
-    """(plan, seconds active) over [start, end): the basis of prorated quotas (rule 5)."""
+    """(plan, seconds active) over [start, end): the basis of prorated quotas
+    (rule full monthly quota)."""
     cuts = [start] + [at for at, _, _ in sub.changes if start < at < end] + [end]
     return [(sub.state_at(a).plan, seconds(a, b)) for a, b in itertools.pairwise(cuts)]
 
 
 def tier_amount(quantity: Decimal, metric: str, mode: str, currency: str) -> Decimal:
     """Graduated: each slice at its tier; volume: all at the tier the total falls in.
-    Upper bounds are inclusive (rule 3); each slice amount is rounded to 6 dp (rule 2)."""
+    Upper bounds are inclusive (rule inclusive tier bounds); each slice amount is rounded to
+    6 dp (rule six decimals)."""
     tiers = [(dec(up) if up is not None else None, price(p, currency)) for up, p in TIERS[metric]]
     if mode == "volume":
         for up_to, unit in tiers:
@@ -428,13 +432,13 @@ def overage_lines(
     period_end: datetime,
     end: datetime,
 ) -> list[Line]:
-    """Step 4: overage for usage in [start, end) of the billing period [start, period_end).
+    """Overage for usage in [start, end) of the billing period [start, period_end).
 
     ``end`` < ``period_end`` only for an immediate cancellation; quotas and the storage
-    average are then still divided by the whole period (rules 5 and 8)."""
+    average are then still divided by the whole period (rules full monthly quota, cancellation)."""
     segments = plan_segments(sub, start, end)
     if all(plan == "free" for plan, _ in segments):
-        return []  # rule 6
+        return []  # rule free plan
     period_seconds = Decimal(seconds(start, period_end))
     lines = []
     for metric in METRICS:
@@ -494,12 +498,13 @@ class Invoice:
 def make_invoice(
     sub: Subscription, org: dict[str, Any], at: datetime, lines: list[Line], number: int
 ) -> Invoice:
-    """Steps 5-7 and rule 9-10: rounded lines, promotions, tax (credits come later)."""
+    """Line rounding, discounts, tax; rules promotions in order, negative subtotal (credits
+    come later)."""
     cur = sub.currency
     invoice = Invoice(sub.id, sub.org, at, cur, lines)
     invoice.subtotal = sum((round_minor(line.amount, cur) for line in lines), Decimal(0))
     if invoice.subtotal <= 0:
-        return invoice  # rule 10 / A9 / A11: nothing to discount or tax
+        return invoice  # rule negative subtotal / A9 / A11: nothing to discount or tax
     left = invoice.subtotal
     for promo in org.get("promotions") or []:
         duration = promo.get("duration_periods")
@@ -524,7 +529,7 @@ def subscription_invoices(
     usage: dict[tuple[str, str], dict[datetime, Decimal]],
     as_of: datetime,
 ) -> list[Invoice]:
-    """One invoice per billing date <= as_of ("When things are billed", rule 8)."""
+    """One invoice per billing date <= as_of ("When an invoice is issued", rule cancellation)."""
     invoices: list[Invoice] = []
     k = 0
     while (date := sub.billing_date(k)) <= as_of:
@@ -559,7 +564,8 @@ class Credit:
 
 
 def apply_credits(invoices: list[Invoice], orgs: dict[str, dict[str, Any]]) -> None:
-    """Step 8 and rules 10-11: soonest-expiring first, no-expiry last, ties by grant order."""
+    """Credits; rules negative subtotal, credit order: soonest-expiring first, no-expiry
+    last, ties by grant order."""
     balances: dict[str, list[Credit]] = {}
     for org_id, org in orgs.items():
         balances[org_id] = [

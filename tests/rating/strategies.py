@@ -1,4 +1,4 @@
-"""Hypothesis strategies for valid SCENARIO_FORMAT.md scenarios.
+"""Hypothesis strategies for valid docs/scenario-format.md scenarios.
 
 A dbt run costs seconds, so one scenario carries several organizations and the
 property test runs the product once per scenario.  Every scenario avoids the

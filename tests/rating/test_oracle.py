@@ -1,4 +1,4 @@
-"""Unit tests of the billing oracle with hand-computed amounts (RATE_CARD.md).
+"""Unit tests of the billing oracle with hand-computed amounts (docs/rate-card.md).
 
 The oracle is only a useful referee if its own numbers are checked by hand: each test
 writes the arithmetic out in comments, from the rate card, not from the oracle's code.
@@ -63,14 +63,14 @@ def hourly(metric: str, start: str, end: str, per_hour: str) -> dict[str, Any]:
 
 
 def test_half_up_rounds_away_from_zero_for_credits() -> None:
-    # precise rule 1: -49.505 -> -49.51; JPY has no decimals: 1.5 -> 2
+    # rule half up: -49.505 -> -49.51; JPY has no decimals: 1.5 -> 2
     assert round_minor(Decimal("-49.505"), "USD") == Decimal("-49.51")
     assert round_minor(Decimal("1.5"), "JPY") == Decimal("2")
     assert str(round_minor(Decimal("-0.004"), "USD")) == "0.00"
 
 
 def test_price_book_rounds_gbp_top_api_tier_up_to_one_millionth() -> None:
-    # precise rule 2: 0.000001 x 0.79 = 0.00000079 -> 0.000001
+    # rule six decimals: 0.000001 x 0.79 = 0.00000079 -> 0.000001
     assert price("0.000001", "GBP") == Decimal("0.000001")
     assert price("49", "EUR") == Decimal("45.08")  # 49 x 0.92
 
@@ -123,7 +123,8 @@ def test_month_end_anchor_bills_feb_28_then_mar_31_with_full_quota_in_february()
         "2026-03-31T00:00:00Z",
         "2026-04-30T00:00:00Z",
     ]
-    # period [Jan 31, Feb 28) gets the full 1,000,000 quota (rule 5): 500 units x 0.01 = 5.00;
+    # period [Jan 31, Feb 28) gets the full 1,000,000 quota (full monthly quota):
+    # 500 units x 0.01 = 5.00;
     # the call at Feb 28 00:00 belongs to the next period (half-open windows)
     assert amounts(invoices[1]) == [("subscription_fee", "99.00"), ("api_calls", "5.00")]
     assert amounts(invoices[2]) == [("subscription_fee", "99.00")]
@@ -238,7 +239,7 @@ def test_immediate_cancel_credits_unused_time_and_prorates_quota_and_storage() -
         ("api_calls", "6.77"),
         ("storage", "8.06"),
     ]
-    # -67.06 - 33.19 + 6.77 + 8.06 = -85.42: negative subtotal, total 0 (rule 10)
+    # -67.06 - 33.19 + 6.77 + 8.06 = -85.42: negative subtotal, total 0 (rule negative subtotal)
     assert totals(final) == ("-85.42", "0.00", "0.00", "0.00", "0.00", "0.00")
 
 

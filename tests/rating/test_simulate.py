@@ -1,4 +1,4 @@
-"""`billing simulate`: the command's contract (SCENARIO_FORMAT.md) and its isolation."""
+"""`billing simulate`: the command's contract (docs/scenario-format.md) and its isolation."""
 
 from __future__ import annotations
 

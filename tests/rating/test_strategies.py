@@ -1,7 +1,7 @@
 """Smoke test: generated scenarios are valid and the oracle bills them consistently.
 
 The property test feeds these scenarios to the product, so a generator that strays into
-the bad-scenario list (SCENARIO_FORMAT.md) would only produce noise there.
+the bad-scenario list (docs/scenario-format.md) would only produce noise there.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tests.rating.strategies import scenarios
 
 
 def assert_valid(scenario: dict[str, Any]) -> None:
-    """The bad-scenario list of SCENARIO_FORMAT.md, checked independently of the generator."""
+    """The bad-scenario list of docs/scenario-format.md, checked independently of the generator."""
     orgs = {org["id"]: org for org in scenario["organizations"]}
     assert all(org["currency"] in CURRENCIES for org in orgs.values())
     lives: dict[str, list[tuple[Any, Any]]] = {}

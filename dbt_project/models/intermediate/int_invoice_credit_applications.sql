@@ -1,4 +1,5 @@
--- Credits after tax (RATE_CARD.md step 8, rules 10-11). Each organization's invoices
+-- Credits after tax (docs/rate-card.md: credits; negative subtotal, credit order).
+-- Each organization's invoices
 -- are walked in (billing date, subscription) order with its pool of credits: the
 -- ledger's remaining grants in the invoice currency, plus the balance credits that
 -- negative subtotals earlier in the walk created (no expiry, used last). An invoice

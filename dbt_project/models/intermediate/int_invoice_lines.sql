@@ -1,6 +1,6 @@
--- Every draft line in RATE_CARD.md order (fee, seats, proration, overage, then usage
+-- Every draft line in docs/rate-card.md order (fee, seats, proration, overage, then usage
 -- corrections of finalized invoices), each rounded
--- half up (away from zero) to its currency's minor unit (step 5; JPY has none).
+-- half up (away from zero) to its currency's minor unit (line rounding; JPY has none).
 with schedule as (
     select * from {{ ref('int_invoice_schedule') }}
     where {{ in_billing_window('billing_date') }}

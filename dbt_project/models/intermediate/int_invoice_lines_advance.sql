@@ -1,4 +1,4 @@
--- In-advance lines (RATE_CARD.md steps 1-2): the subscription fee and extra seats for
+-- In-advance lines (docs/rate-card.md: fee, extra seats): the subscription fee and extra seats for
 -- the period an invoice opens, at the state in effect at its billing date (a change
 -- exactly on the billing date is already in effect, so it is never prorated).
 with schedule as (

@@ -1,4 +1,5 @@
--- Overage (RATE_CARD.md step 4 and rules 2, 3, 5, 6, 8). Quotas are prorated by the
+-- Overage (docs/rate-card.md: overage; six decimals, inclusive tier bounds,
+-- full monthly quota, free plan, cancellation). Quotas are prorated by the
 -- seconds each plan was active in the usage period; storage is the average over every
 -- hour of the whole period (missing hours count 0). The overage quantity in billing
 -- units is rounded to 6 decimals once, after the subtraction, from one exact division:
@@ -54,7 +55,7 @@ segments as (
             and schedule.arrears_start < states.valid_to
 ),
 
--- rule 6: no overage when the plan was free for the whole usage period
+-- rule free plan: no overage when the plan was free for the whole usage period
 billable as (
     select invoice_key
     from segments

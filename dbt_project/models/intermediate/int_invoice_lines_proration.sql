@@ -1,4 +1,5 @@
--- Proration (RATE_CARD.md "Billing periods and proration", rules 4 and 8), by seconds:
+-- Proration (docs/rate-card.md "Billing periods and proration", proration pairs,
+-- cancellation), by seconds:
 -- a change inside a fee period gives, per component whose amount changed, a credit
 -- -(old x fraction) and a charge new x fraction on the next invoice, where fraction =
 -- seconds from the change to the fee period end / seconds of the fee period (the term
@@ -139,8 +140,8 @@ final as (
             6
         )::numeric(24, 6) as quantity,
         full_amount::numeric(20, 6) as unit_amount,
-        -- multiply before dividing: one rounding of the exact product (rule 2);
-        -- round() on numeric is half away from zero, also for credits (rule 1)
+        -- multiply before dividing: one rounding of the exact product (rule six decimals);
+        -- round() on numeric is half away from zero, also for credits (rule half up)
         round(
             full_amount * {{ seconds_between('changed_at', 'fee_period_end') }}
             / {{ seconds_between('fee_period_start', 'fee_period_end') }},

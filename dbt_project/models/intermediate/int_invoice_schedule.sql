@@ -2,7 +2,7 @@
 -- (period start), and an immediate cancellation's final invoice dated cancel_at.
 -- An invoice holds advance lines for the period it opens and arrears (proration,
 -- overage) for [arrears_start, arrears_end); a subscription's first invoice has no
--- arrears, and a cancellation on a billing date leaves only the arrears (rule 8).
+-- arrears, and a cancellation on a billing date leaves only the arrears (rule cancellation).
 with subscriptions as (
     select * from {{ ref('stg_billing__subscriptions') }}
 ),

@@ -1,4 +1,5 @@
--- Subtotal, promotions, tax (RATE_CARD.md steps 6-7, rules 9-11). Promotions apply in
+-- Subtotal, promotions, tax (docs/rate-card.md: discounts, tax; promotions in order,
+-- negative subtotal, credit order). Promotions apply in
 -- position order, each to what is left of the subtotal, while the invoice's sequence
 -- number is within the promotion's duration; a percent discount is rounded to the minor
 -- unit per invoice and no discount goes below zero. A negative subtotal is neither

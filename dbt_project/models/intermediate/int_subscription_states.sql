@@ -1,6 +1,7 @@
 -- One row per state a subscription was in: its start, then each change in order.
 -- A change carries only what it changes (plan and/or seats); the rest carries forward.
--- The custom price override ends at the first change to another plan (RATE_CARD.md rule 7).
+-- The custom price override ends at the first change to another plan (docs/rate-card.md,
+-- rule custom price override).
 with subscriptions as (
     select * from {{ ref('stg_billing__subscriptions') }}
 ),

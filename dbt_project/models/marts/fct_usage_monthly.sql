@@ -1,6 +1,6 @@
 -- Usage per organization, metric and calendar month (UTC): totals for summed metrics;
 -- for averaged ones (storage) the average over every hour of the month, a missing hour
--- counting as 0, as billing does (RATE_CARD.md storage rule).
+-- counting as 0, as billing does (docs/rate-card.md, overage: storage).
 with usage as (
     select * from {{ ref('stg_billing__usage_metrics') }}
 ),

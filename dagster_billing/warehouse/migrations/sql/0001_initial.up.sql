@@ -124,7 +124,7 @@ create table dictamesh_billing_subscriptions (
     metadata               jsonb not null default '{}'::jsonb,
     created_at             timestamptz not null default now(),
     updated_at             timestamptz not null default now(),
-    -- RATE_CARD rule 12: one subscription per organization at a time.
+    -- docs/rate-card.md, one subscription per organization: one at a time.
     constraint dictamesh_billing_subscriptions_no_overlap exclude using gist (
         organization_id with =,
         tstzrange(started_at, coalesce(cancel_at, 'infinity'::timestamptz)) with &&
