@@ -122,3 +122,37 @@ def test_the_rate_card_names_every_rule_it_lists() -> None:
     rules = re.findall(r"^### (.+)$", card, re.MULTILINE)
     assert len(rules) == len(set(rules)) >= 12
     assert not [r for r in rules if re.search(r"\d", r)]
+
+
+# ---- dependencies say what is used ---------------------------------------------------------
+
+# Used by name rather than by an import: what `billing dev` starts, what dagster.yaml,
+# profiles.yml and the SQLAlchemy URLs name.
+USED_WITHOUT_IMPORT = {
+    "dagster-webserver": "`dagster dev` (billing dev) serves the UI with it",
+    "dagster-postgres": "dagster_home/dagster.yaml keeps the instance in Postgres",
+    "dbt-postgres": "the adapter dbt_project/profiles.yml names",
+    "psycopg": "the driver of the `postgresql+psycopg` URLs",
+}
+
+
+def test_every_runtime_dependency_is_imported_by_the_package() -> None:
+    """A dependency nothing imports waits in an optional extra until its feature lands."""
+    import importlib.metadata
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    modules_of: dict[str, set[str]] = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        for dist in dists:
+            modules_of.setdefault(dist.lower().replace("_", "-"), set()).add(module)
+    code = "\n".join(p.read_text() for p in (ROOT / "dagster_billing").rglob("*.py"))
+    imported = set(re.findall(r"^\s*(?:from|import)\s+(\w+)", code, re.MULTILINE))
+    unused = [
+        name
+        for name in (Requirement(d).name.lower() for d in project["dependencies"])
+        if name not in USED_WITHOUT_IMPORT and not modules_of.get(name, set()) & imported
+    ]
+    assert not unused, f"imported by nothing, move to an extra: {unused}"
