@@ -8,6 +8,7 @@ from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_mo
 from dagster_billing.assets.usage import usage_daily, usage_hourly
 from dagster_billing.assets.warehouse import usage_partitions
 from dagster_billing.dbt_project import DBT_EXECUTABLE, billing_dbt_project
+from dagster_billing.rating.lineage import finalized_invoice_tables
 from dagster_billing.resources import (
     BillingDbtCliResource,
     InvoicingResource,
@@ -47,6 +48,7 @@ defs = dg.Definitions(
         billing_dbt_models,
         billing_invoice_models,
         *invoicing_assets,
+        *finalized_invoice_tables,
     ],
     asset_checks=invoicing_checks,
     jobs=jobs,

@@ -21,7 +21,8 @@ from dagster_billing.dbt_project import (
     billing_dbt_project,
     environment,
 )
-from dagster_billing.definitions import build_resources
+from dagster_billing.definitions import build_resources, defs
+from dagster_billing.rating.lineage import finalized_table_key
 from dagster_billing.resources import WarehouseResource
 from dagster_billing.resources.rating import window_options
 from dagster_billing.resources.warehouse import dbt_env
@@ -180,3 +181,89 @@ def test_an_organization_added_after_the_marts_were_built_is_billed_the_next_day
             {"day": start.date()},
         )
     assert billed == 1
+
+
+def test_a_dbt_run_without_a_billing_window_fails_saying_how_to_give_one(
+    warehouse: Warehouse, engine: Engine
+) -> None:
+    """No window, no default: a plain `dbt build` of the billing models fails before the
+    incremental marts delete anything, and says how to give a window; the drafts of
+    2026-01-01 (what a default window would have rebuilt) stay as they were."""
+    resources = _resources(warehouse)
+    assert dg.materialize([billing_dbt_models], resources=resources).success
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    org = create_organizations(engine, "windowless")["windowless"]
+    create_subscription(engine, org, "starter", start, "sub-windowless")
+    assert dg.materialize(
+        [billing_invoice_models], resources=resources, partition_key="2026-01-01"
+    ).success
+    drafts = sa.text("select count(*) from analytics.fct_invoices where billing_date = :day")
+    with engine.connect() as conn:
+        before = conn.scalar(drafts, {"day": start.date()})
+    assert before
+
+    env = {**os.environ, **dbt_env(warehouse, "analytics")}
+    env.pop("PGOPTIONS", None)
+    build = subprocess.run(
+        [
+            DBT_EXECUTABLE,
+            "build",
+            "--select",
+            "tag:billing_daily",
+            "--exclude-resource-type",
+            "unit_test",
+            "--profiles-dir",
+            str(DBT_PROFILES_DIR),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode != 0
+    assert "no billing window" in build.stdout
+    assert "dictamesh.billing_window_start=" in build.stdout
+    with engine.connect() as conn:
+        assert conn.scalar(drafts, {"day": start.date()}) == before
+
+
+def test_dbt_is_run_in_one_place() -> None:
+    """The Dagster step and `billing simulate` share one runner (dbt_project.run_dbt):
+    nothing else starts dbt in process, nor imports dagster-dbt's internals."""
+    package = PROJECT_ROOT / "dagster_billing"
+    runners = {
+        str(path.relative_to(PROJECT_ROOT))
+        for path in package.rglob("*.py")
+        if "dbtRunner(" in path.read_text()
+    }
+    assert runners == {"dagster_billing/dbt_project.py"}
+    internals = {
+        str(path.relative_to(PROJECT_ROOT))
+        for path in package.rglob("*.py")
+        if re.search(r"from dagster_dbt\.\w", path.read_text())
+    }
+    assert internals <= {"dagster_billing/resources/dbt.py"}
+
+
+def test_the_finalized_invoice_tables_feed_rating_in_the_asset_graph() -> None:
+    """The loop finalization -> the next day's rating shows in Dagster: the dbt sources
+    of the tables `invoices_finalized` writes carry keys of their own (a cycle between
+    assets is not allowed), declared in the invoicing group and naming their writer."""
+    graph = defs.resolve_asset_graph()
+    for table, staging in (
+        ("dictamesh_billing_invoices", "stg_billing__invoices"),
+        ("dictamesh_billing_invoice_line_items", "stg_billing__invoice_line_items"),
+        ("dictamesh_billing_credits", "stg_billing__credits"),
+    ):
+        key = finalized_table_key(table)
+        assert key.path[0] == "invoices_finalized"
+        node = graph.get(key)
+        assert node.group_name == "invoicing"
+        assert "written by `invoices_finalized`" in (node.description or "")
+        assert key in graph.get(dg.AssetKey(["staging", staging])).parent_keys
+    # ... and the rest of the loop: staging -> the rating models -> finalization
+    finalized = graph.get(dg.AssetKey("invoices_finalized"))
+    assert dg.AssetKey("fct_invoices") in finalized.parent_keys
+    assert dg.AssetKey(["staging", "stg_billing__invoices"]) in graph.get(
+        dg.AssetKey(["intermediate", "int_rated_invoices"])
+    ).parent_keys

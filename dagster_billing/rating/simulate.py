@@ -22,16 +22,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from dagster_billing.dbt_project import (
-    DBT_PROFILES_DIR,
-    environment,
-    parsed_manifest,
-    relocated_manifest,
-)
+from dagster_billing.dbt_project import DbtRunError, parsed_manifest, run_dbt
 from dagster_billing.rating.scenario import Catalog, Scenario, parse_scenario
 from dagster_billing.resources.rating import RatingResource, window_options
 from dagster_billing.resources.warehouse import dbt_env
-from dagster_billing.settings import PROJECT_ROOT, ConfigError, Settings
+from dagster_billing.settings import ConfigError, Settings
 from dagster_billing.warehouse.database import Warehouse
 
 # Catalog tables are copied into a simulation; every other table dbt reads starts empty.
@@ -204,41 +199,27 @@ def load_scenario(conn: Connection, schema: str, scenario: Scenario) -> None:
 def run_invoice_models(
     warehouse: Warehouse, schema: str, settings: Settings, as_of: datetime
 ) -> None:
-    """dbt run of the invoice marts and what they depend on, billing dates <= as_of: in
-    this process, on the parsed manifest relocated to the scenario's schema."""
-    from dbt.cli.main import dbtRunner
-
+    """dbt run of the invoice marts and what they depend on, billing dates <= as_of, in
+    the scenario's schema: the runner the Dagster step uses (dbt_project.run_dbt)."""
     dbt_vars = RatingResource.from_settings(settings).dbt_vars()
     env = {
         **dbt_env(warehouse, schema),
         **window_options(datetime(1970, 1, 1, tzinfo=UTC), as_of + timedelta(microseconds=1)),
     }
-    manifest = relocated_manifest(env["BILLING_DBT_DBNAME"], schema, source_schema=schema)
-    with environment(env), tempfile.TemporaryDirectory(prefix="billing-sim-dbt-") as target:
-        result = dbtRunner(manifest=manifest).invoke(
-            [
-                "run",
-                "--quiet",
-                "--project-dir",
-                str(PROJECT_ROOT),
-                "--profiles-dir",
-                str(DBT_PROFILES_DIR),
-                "--target-path",
-                target,
-                "--log-path",
-                target,
-                "--select",
-                *(f"+{model}" for model in INVOICE_MODELS),
-                "--vars",
-                json.dumps(dbt_vars),
-            ]
-        )
-    if not result.success:
-        failures = [
-            str(r.message) for r in (result.result or []) if str(r.status) in ("error", "fail")
-        ]
-        detail = "; ".join(failures) or str(result.exception)
-        raise SimulationError(f"dbt run failed on the scenario: {detail}")
+    args = [
+        "run",
+        "--quiet",
+        "--select",
+        *(f"+{model}" for model in INVOICE_MODELS),
+        "--vars",
+        json.dumps(dbt_vars),
+    ]
+    with tempfile.TemporaryDirectory(prefix="billing-sim-dbt-") as target:
+        try:
+            for _ in run_dbt(args, env=env, target=Path(target), source_schema=schema):
+                pass
+        except DbtRunError as exc:
+            raise SimulationError(f"dbt run failed on the scenario: {exc}") from None
 
 
 def _money(value: Decimal, minor_units: int) -> str:
