@@ -264,6 +264,7 @@ def test_the_finalized_invoice_tables_feed_rating_in_the_asset_graph() -> None:
     # ... and the rest of the loop: staging -> the rating models -> finalization
     finalized = graph.get(dg.AssetKey("invoices_finalized"))
     assert dg.AssetKey("fct_invoices") in finalized.parent_keys
-    assert dg.AssetKey(["staging", "stg_billing__invoices"]) in graph.get(
-        dg.AssetKey(["intermediate", "int_rated_invoices"])
-    ).parent_keys
+    assert (
+        dg.AssetKey(["staging", "stg_billing__invoices"])
+        in graph.get(dg.AssetKey(["intermediate", "int_rated_invoices"])).parent_keys
+    )
