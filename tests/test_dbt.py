@@ -39,6 +39,15 @@ def _resources(warehouse: Warehouse) -> dict[str, object]:
     }
 
 
+def _dbt_command(warehouse: Warehouse, *args: str) -> subprocess.CompletedProcess[str]:
+    """`dbt <args>` as someone at a shell would run it, against the test warehouse, with
+    no billing window in the environment."""
+    env = {**os.environ, **dbt_env(warehouse, "analytics")}
+    env.pop("PGOPTIONS", None)
+    command = [DBT_EXECUTABLE, *args, "--profiles-dir", str(DBT_PROFILES_DIR)]
+    return subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+
+
 def test_dbt_build_is_green_and_checks_pass(warehouse: Warehouse) -> None:
     resources = _resources(warehouse)
     assert isinstance(resources["dbt"], DbtCliResource)
@@ -69,21 +78,7 @@ def test_invoice_models_unit_tests_and_documented_marts(warehouse: Warehouse) ->
     evaluations = result.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
 
-    env = {**os.environ, **dbt_env(warehouse, "analytics")}
-    unit = subprocess.run(
-        [
-            DBT_EXECUTABLE,
-            "test",
-            "--select",
-            "test_type:unit",
-            "--profiles-dir",
-            str(DBT_PROFILES_DIR),
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    unit = _dbt_command(warehouse, "test", "--select", "test_type:unit")
     assert unit.returncode == 0, unit.stdout[-4000:]
     passed = re.search(r"PASS=(\d+)", unit.stdout)
     assert passed and int(passed.group(1)) >= 11
@@ -202,23 +197,8 @@ def test_a_dbt_run_without_a_billing_window_fails_saying_how_to_give_one(
         before = conn.scalar(drafts, {"day": start.date()})
     assert before
 
-    env = {**os.environ, **dbt_env(warehouse, "analytics")}
-    env.pop("PGOPTIONS", None)
-    build = subprocess.run(
-        [
-            DBT_EXECUTABLE,
-            "build",
-            "--select",
-            "tag:billing_daily",
-            "--exclude-resource-type",
-            "unit_test",
-            "--profiles-dir",
-            str(DBT_PROFILES_DIR),
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
+    build = _dbt_command(
+        warehouse, "build", "--select", "tag:billing_daily", "--exclude-resource-type", "unit_test"
     )
     assert build.returncode != 0
     assert "no billing window" in build.stdout
