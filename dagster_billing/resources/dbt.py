@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -15,7 +15,7 @@ from dagster_dbt import DagsterDbtCliRuntimeError, DagsterDbtTranslator, DbtCliR
 from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
 from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 
-from dagster_billing.dbt_project import DbtRunError, run_dbt
+from dagster_billing.dbt_project import DbtRunError, billing_dbt_project, run_dbt
 
 
 class BillingDbtCliResource(DbtCliResource):
@@ -40,8 +40,10 @@ class BillingDbtCliResource(DbtCliResource):
         environment while it runs; raises after the events if dbt failed."""
         params = get_updated_cli_invocation_params_for_context(context, {}, DagsterDbtTranslator())
         project = params.dbt_project
-        project_dir = Path(project.project_dir if project else self.project_dir)
-        target = project_dir / self._get_unique_target_path(context=context)
+        # what dagster-dbt names a run's directory: <step>-<run>-<unique>
+        step = context.op_execution_context.op_def.name
+        unique = f"{step}-{context.run.run_id[:7]}-{uuid.uuid4().hex[:7]}"
+        target = billing_dbt_project.project_dir / billing_dbt_project.target_path / unique
         dbt_args = [*args, *params.selection_args]
         if params.indirect_selection:
             dbt_args += ["--indirect-selection", params.indirect_selection]
