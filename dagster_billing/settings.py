@@ -1,4 +1,4 @@
-"""One typed settings object, read from the environment names the seed document lists.
+"""One typed settings object, read from the environment names README and .env.example list.
 
 Everything that reads configuration goes through `load_settings()`, so a bad value
 fails once, at start, with one line naming the variable.
