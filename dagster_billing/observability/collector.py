@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 PREFIX = "dictamesh_billing"
 # Days past due of open invoices, as finance buckets an aging report.
 AGING_BUCKETS = ("not_due", "1_30", "31_60", "61_90", "over_90")
+# Series exist from the first scrape, at 0, so rates and ratios have both sides.
+INVOICE_STATUSES = ("open", "paid", "void", "uncollectible")
+WEBHOOK_STATUSES = ("received", "processed", "failed", "ignored")
 RUN_FAILED_EVENT = "billing.dagster_run.failed"
 
 Source = Callable[[Connection, str], list[Metric]]
@@ -93,12 +96,15 @@ def invoices(conn: Connection, _schema: str) -> list[Metric]:
     """Finalized invoices by status; open ones by days past due; and, for the collection
     rate, invoices that fell due in the last 90 days, paid or not."""
     generated = _counter("invoices_generated", "Finalized invoices by current status.", ["status"])
+    statuses = dict.fromkeys(INVOICE_STATUSES, 0)
     for row in _rows(
         conn,
         "select status, count(*) as n from dictamesh_billing_invoices"
         " where number is not null group by status",
     ):
-        generated.add_metric([row.status], row.n)
+        statuses[row.status] = row.n
+    for status, n in statuses.items():
+        generated.add_metric([status], n)
 
     aging = _gauge("invoices_open", "Open invoices by days past due.", ["aging"])
     amount = _gauge(
@@ -161,7 +167,7 @@ def payments(conn: Connection, _schema: str) -> list[Metric]:
     dunning = _counter(
         "dunning_attempts", "Retry attempts (attempt > 1) by current status.", ["outcome"]
     )
-    by_status: dict[tuple[str, str], int] = {}
+    by_status: dict[tuple[str, str], int] = {("succeeded", "stripe"): 0, ("failed", "stripe"): 0}
     by_code: dict[str, int] = {}
     by_outcome: dict[str, int] = {}
     for row in _rows(
@@ -231,6 +237,7 @@ def webhooks(conn: Connection, _schema: str) -> list[Metric]:
         "Age of the oldest webhook event still `received` (0: none waiting).",
     )
     oldest = 0.0
+    counts = dict.fromkeys(WEBHOOK_STATUSES, 0)
     for row in _rows(
         conn,
         """
@@ -239,9 +246,11 @@ def webhooks(conn: Connection, _schema: str) -> list[Metric]:
         from dictamesh_billing_stripe_webhook_events group by status
         """,
     ):
-        by_status.add_metric([row.status], row.n)
+        counts[row.status] = row.n
         if row.status == "received":
             oldest = max(float(row.age), 0.0)
+    for status, n in counts.items():
+        by_status.add_metric([status], n)
     lag.add_metric([], oldest)
     return [by_status, lag]
 
