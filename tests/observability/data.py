@@ -10,15 +10,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dagster_billing.demo import load_demo_data, load_demo_usage
 from dagster_billing.events.outbox import Event, write_events
+from dagster_billing.observability.runs import run_failure_event
 from dagster_billing.warehouse import schema
 from dagster_billing.warehouse.partitions import ensure_partitions_for
 
-MART_SCHEMA = "ops_marts"
+# dbt's default schema; each test module has a database of its own, so nothing clashes.
+MART_SCHEMA = "analytics"
 
 
 def _ids(conn: Connection, table: sa.Table) -> dict[str, int]:
@@ -124,6 +127,41 @@ def load_operations_data(conn: Connection, now: datetime) -> None:
              "received_at": now - timedelta(minutes=5), "processed_at": None},
         ],
     )  # fmt: skip
+
+
+def load_credits(conn: Connection) -> None:
+    """EUR 30 granted, 12.50 applied: 17.50 left. GBP 10 granted, 15 applied: a grant
+    over-applied to -5, which the ledger should never allow (the alert's case)."""
+    orgs = _ids(conn, schema.organizations)
+    for org, currency, granted, applied in (
+        ("globex", "EUR", "30", "-12.5"),
+        ("umbrella", "GBP", "10", "-15"),
+    ):
+        row = {"organization_id": orgs[org], "credit_type": "prepaid", "currency": currency}
+        grant_id = conn.execute(
+            sa.insert(schema.credits)
+            .values(
+                **row,
+                entry_type="grant",
+                amount=Decimal(granted),
+                idempotency_key=f"ops-{currency}",
+            )
+            .returning(schema.credits.c.id)
+        ).scalar_one()
+        conn.execute(
+            sa.insert(schema.credits).values(
+                **row, entry_type="application", grant_id=grant_id, amount=Decimal(applied)
+            )
+        )
+
+
+def load_run_failure(conn: Connection, now: datetime) -> None:
+    """One failed invoicing run, recorded as the run-failure sensor records it."""
+    run = dg.DagsterRun(
+        job_name="invoicing_daily", run_id="0f9c5e1e-0000-4000-8000-000000000001",
+        tags={"dagster/partition": "2026-11-01"},
+    )  # fmt: skip
+    write_events(conn, [run_failure_event(run, "Execution of run failed.", now)])
 
 
 def create_revenue_marts(conn: Connection, mart_schema: str = MART_SCHEMA) -> None:

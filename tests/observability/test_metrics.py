@@ -6,8 +6,6 @@ import os
 import signal
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from decimal import Decimal
 
 import httpx
 import pytest
@@ -24,7 +22,7 @@ from dagster_billing.settings import load_settings
 from dagster_billing.warehouse import schema
 from dagster_billing.warehouse.database import Warehouse
 from tests.conftest import free_port
-from tests.observability.data import MART_SCHEMA, create_revenue_marts, load_operations_data
+from tests.observability.data import MART_SCHEMA
 from tests.test_cli import BILLING
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -46,37 +44,6 @@ def scrape(engine: Engine, mart_schema: str = MART_SCHEMA, **kwargs: float) -> S
 
 def value(found: Samples, name: str, **labels: str) -> float:
     return found[(f"dictamesh_billing_{name}", tuple(sorted(labels.items())))]
-
-
-@pytest.fixture(scope="module")
-def ops_engine(engine: Engine) -> Engine:
-    with engine.begin() as conn:
-        load_operations_data(conn, datetime.now(UTC))
-        create_revenue_marts(conn)
-        grants = {}
-        for org, currency, amount in (("globex", "EUR", "30"), ("umbrella", "GBP", "10")):
-            org_id = conn.scalar(
-                sa.select(schema.organizations.c.id).where(
-                    schema.organizations.c.external_id == org
-                )
-            )
-            grants[currency] = (org_id, conn.execute(
-                sa.insert(schema.credits).values(
-                    organization_id=org_id, entry_type="grant", credit_type="prepaid",
-                    amount=Decimal(amount), currency=currency,
-                    idempotency_key=f"ops-{currency}",
-                ).returning(schema.credits.c.id)
-            ).scalar_one())  # fmt: skip
-        # EUR 30 - 12.50 = 17.50 left; GBP 10 - 15 = -5: a grant over-applied.
-        for currency, amount in (("EUR", "-12.5"), ("GBP", "-15")):
-            org_id, grant_id = grants[currency]
-            conn.execute(
-                sa.insert(schema.credits).values(
-                    organization_id=org_id, entry_type="application", credit_type="prepaid",
-                    grant_id=grant_id, amount=Decimal(amount), currency=currency,
-                )
-            )  # fmt: skip
-    return engine
 
 
 def test_business_figures_come_from_the_warehouse(ops_engine: Engine) -> None:
@@ -109,7 +76,8 @@ def test_invoice_aging_and_collection(ops_engine: Engine) -> None:
 
 def test_pipeline_lag_and_health(ops_engine: Engine) -> None:
     found = scrape(ops_engine)
-    assert value(found, "outbox_unpublished") == 2
+    assert value(found, "outbox_unpublished") == 3  # two invoice events, one run failure
+    assert value(found, "dagster_run_failures_total", job="invoicing_daily") == 1
     assert 600 <= value(found, "outbox_oldest_unpublished_age_seconds") < 3600
     assert value(found, "webhook_events", status="received") == 1
     assert 300 <= value(found, "webhook_inbox_lag_seconds") < 3000
