@@ -68,8 +68,12 @@ class TracedWarehouseResource(WarehouseResource):
             with super().yield_for_execution(context) as resource:
                 yield resource
             return
+        # The step that initialized the resource: the asset under the multiprocess executor.
+        metadata = getattr(context.log, "metadata", None) or {}
+        step = metadata.get("step_key")
+        attributes = run_attributes(run) | {"dagster.step_key": step}
         with (
-            tracing.span(f"dagster.run {run.job_name}", attributes=run_attributes(run)),
+            tracing.span(f"dagster.run {step or run.job_name}", attributes=attributes),
             super().yield_for_execution(context) as resource,
         ):
             yield resource

@@ -112,7 +112,19 @@ def instrument_app(app: Any) -> None:
 
 
 def tracer() -> trace.Tracer:
+    """This package's tracer: from the provider configured here, else the global one
+    (a no-op unless something else installed one)."""
+    if _provider is not None:
+        return _provider.get_tracer(TRACER_NAME)
     return trace.get_tracer(TRACER_NAME)
+
+
+def shutdown_tracing() -> None:
+    """Flush and stop exporting (process exit; tests). Helpers become no-ops again."""
+    global _provider
+    if _provider is not None:
+        _provider.shutdown()
+        _provider = None
 
 
 @contextmanager
