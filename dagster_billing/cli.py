@@ -277,13 +277,14 @@ def metrics_serve(
     """Serve /metrics (business figures from the warehouse) for deployments without the API."""
     import threading
 
-    from dagster_billing.observability.metrics import serve_forever
+    from dagster_billing.observability.metrics import serving
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    typer.echo(f"metrics on http://{host}:{port}/metrics")
-    serve_forever(_engine(), host, port, stop)
+    with serving(_engine(), host, port) as bound:
+        typer.echo(f"metrics on http://{host}:{bound}/metrics")  # listening from here on
+        stop.wait()
 
 
 @app.command("dev", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -4,7 +4,6 @@ reports its own process, platform and GC metrics."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -56,9 +55,3 @@ def serving(engine: Engine, host: str, port: int) -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join()
-
-
-def serve_forever(engine: Engine, host: str, port: int, stop: threading.Event) -> None:
-    """`billing metrics serve`: until `stop` is set (SIGTERM/SIGINT in the command)."""
-    with serving(engine, host, port):
-        stop.wait()
