@@ -55,6 +55,17 @@ def test_without_configuration_nothing_is_installed() -> None:
     assert tracing.kafka_trace_headers() == []
 
 
+def test_traced_resource_is_the_plain_one_while_tracing_is_off(
+    warehouse: Warehouse, ops_engine: Engine, tmp_path: Path
+) -> None:
+    assert not tracing.tracing_enabled()
+    resource = TracedWarehouseResource(dsn=warehouse.libpq_url(), data_dir=str(tmp_path))
+    result = dg.materialize(
+        [usage_daily], resources={"warehouse": resource}, partition_key="2026-10-06"
+    )
+    assert result.success
+
+
 def test_api_request_span_tree(
     spans: InMemorySpanExporter, ops_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
