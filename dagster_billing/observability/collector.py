@@ -56,19 +56,21 @@ def _rows(conn: Connection, sql: str, **params: Any) -> list[sa.Row[Any]]:
 
 
 def subscriptions(conn: Connection, _schema: str) -> list[Metric]:
-    """Active subscriptions by their plan now: the latest change in effect, else the
-    subscription's own plan (the same reading the rating models make)."""
+    """Active subscriptions by their plan now: the latest plan change in effect, else the
+    subscription's own plan. One pass over each table, however many subscriptions."""
     family = _gauge("active_subscriptions", "Active subscriptions by current plan.", ["plan"])
     for row in _rows(
         conn,
         """
-        select coalesce(c.plan_id, s.plan_id) as plan, count(*) as n
+        with latest as (
+            select distinct on (subscription_id) subscription_id, plan_id
+            from dictamesh_billing_subscription_changes
+            where plan_id is not null and effective_at <= now()
+            order by subscription_id, effective_at desc
+        )
+        select coalesce(latest.plan_id, s.plan_id) as plan, count(*) as n
         from dictamesh_billing_subscriptions s
-        left join lateral (
-            select plan_id from dictamesh_billing_subscription_changes c
-            where c.subscription_id = s.id and c.plan_id is not null and c.effective_at <= now()
-            order by c.effective_at desc limit 1
-        ) c on true
+        left join latest on latest.subscription_id = s.id
         where s.status = 'active'
         group by 1
         """,
@@ -305,7 +307,8 @@ def usage(conn: Connection, _schema: str) -> list[Metric]:
 
 def credits(conn: Connection, _schema: str) -> list[Metric]:
     """Outstanding credit by currency, and grants whose balance went below zero (the
-    ledger should make that impossible: an alert, not a figure)."""
+    ledger should make that impossible: an alert, not a figure). Balances are summed in
+    one pass over the ledger, then joined to their grants."""
     balance = _gauge(
         "credit_balance", "Unused credit on unexpired grants, by currency.", ["currency"]
     )
@@ -319,10 +322,10 @@ def credits(conn: Connection, _schema: str) -> list[Metric]:
                    as open_balance,
                count(*) filter (where b.balance < 0) as negative
         from dictamesh_billing_credits g
-        join lateral (
-            select sum(e.amount) as balance from dictamesh_billing_credits e
-            where e.id = g.id or e.grant_id = g.id
-        ) b on true
+        join (
+            select coalesce(grant_id, id) as grant_id, sum(amount) as balance
+            from dictamesh_billing_credits group by 1
+        ) b on b.grant_id = g.id
         where g.entry_type = 'grant'
         group by g.currency
         """,
