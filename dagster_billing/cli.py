@@ -29,11 +29,13 @@ catalog_app = typer.Typer(no_args_is_help=True, help="The plan and price catalog
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 usage_app = typer.Typer(no_args_is_help=True, help="Metered usage: import and inspect.")
 invoice_app = typer.Typer(no_args_is_help=True, help="Invoices: preview and documents.")
+metrics_app = typer.Typer(no_args_is_help=True, help="Prometheus metrics from the warehouse.")
 app.add_typer(db_app, name="db")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(audit_app, name="audit")
 app.add_typer(usage_app, name="usage")
 app.add_typer(invoice_app, name="invoice")
+app.add_typer(metrics_app, name="metrics")
 
 
 def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -264,6 +266,25 @@ def api(
 
     settings = get_settings()
     uvicorn.run(create_app(settings, _engine()), host=host, port=port, log_level="warning")
+
+
+@metrics_app.command("serve")
+@one_line_errors
+def metrics_serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(9109, help="Port to listen on."),
+) -> None:
+    """Serve /metrics (business figures from the warehouse) for deployments without the API."""
+    import threading
+
+    from dagster_billing.observability.metrics import serving
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with serving(_engine(), host, port) as bound:
+        typer.echo(f"metrics on http://{host}:{bound}/metrics")  # listening from here on
+        stop.wait()
 
 
 @app.command("dev", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -8,13 +8,13 @@ from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_mo
 from dagster_billing.assets.usage import usage_daily, usage_hourly
 from dagster_billing.assets.warehouse import usage_partitions
 from dagster_billing.dbt_project import DBT_EXECUTABLE, billing_dbt_project
+from dagster_billing.observability.runs import TracedWarehouseResource
 from dagster_billing.rating.lineage import finalized_invoice_tables
 from dagster_billing.resources import (
     BillingDbtCliResource,
     InvoicingResource,
     PrometheusResource,
     RatingResource,
-    WarehouseResource,
 )
 from dagster_billing.schedules import jobs, schedules
 from dagster_billing.sensors import sensors
@@ -22,10 +22,11 @@ from dagster_billing.settings import Settings, get_settings
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    """Resources from settings; a configured DSN is passed by name so it never shows in the UI."""
+    """Resources from settings; a configured DSN is passed by name so it never shows in the UI.
+    The warehouse resource is the traced one: with OTEL_* unset it is the plain resource."""
     dsn = dg.EnvVar("BILLING_DATABASE_DSN") if settings.billing_database_dsn else None
     return {
-        "warehouse": WarehouseResource(dsn=dsn, data_dir=str(settings.billing_data_dir)),
+        "warehouse": TracedWarehouseResource(dsn=dsn, data_dir=str(settings.billing_data_dir)),
         "rating": RatingResource.from_settings(settings),
         "prometheus": PrometheusResource(
             url=str(settings.prometheus_url) if settings.prometheus_url else None

@@ -418,3 +418,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
     echo(f"materialized {len(materialized)} assets")
     for line in _summary(engine, warehouse):
         echo(line)
+    echo(
+        "metrics: `billing metrics serve` serves http://127.0.0.1:9109/metrics"
+        " (`billing api` also on /metrics); dashboard and alert rules in deploy/"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from dagster_billing.observability import observe_app
 from dagster_billing.settings import Settings
 
 
@@ -22,4 +23,5 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    observe_app(app, engine)
     return app

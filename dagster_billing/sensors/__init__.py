@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from dagster_billing.observability.runs import run_failure_sensor
 from dagster_billing.resources import WarehouseResource
 from dagster_billing.usage.thresholds import record_threshold_crossings
 
@@ -29,4 +30,4 @@ def usage_threshold_sensor(
     return dg.SkipReason(f"{len(crossings)} threshold events written")
 
 
-sensors: list[dg.SensorDefinition] = [usage_threshold_sensor]
+sensors: list[dg.SensorDefinition] = [usage_threshold_sensor, run_failure_sensor]
