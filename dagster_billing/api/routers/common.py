@@ -1,0 +1,30 @@
+"""Small pieces every router shares: the engine, path parameters, decimal text."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import Path, Request
+from sqlalchemy.engine import Engine
+
+from dagster_billing.api.problems import problem_responses
+from dagster_billing.api.schemas import EXTERNAL_ID
+
+OrgId = Annotated[str, Path(pattern=EXTERNAL_ID, description="The organization's external id")]
+SubId = Annotated[str, Path(pattern=EXTERNAL_ID, description="The subscription's external id")]
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+READ_PROBLEMS = problem_responses(401, 403, 404, 422, 429)
+WRITE_PROBLEMS = problem_responses(401, 403, 404, 409, 422, 429)
+
+
+def engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def text(value: Any) -> str | None:
+    """Decimals as plain strings (no exponent), None as None."""
+    if value is None:
+        return None
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
