@@ -15,7 +15,7 @@ from dagster_billing.api.problems import MEDIA_TYPE, field_problem
 from dagster_billing.api.routers.common import READ_PROBLEMS, WRITE_PROBLEMS, RowId, engine, text
 from dagster_billing.api.schemas import EXTERNAL_ID
 from dagster_billing.api.security import allow, scoped_organization, visible
-from dagster_billing.customers import NotFoundError
+from dagster_billing.customers import NotFoundError, get_organization
 from dagster_billing.invoicing.lifecycle import void_invoice
 from dagster_billing.invoicing.pdf import render_invoice_number
 from dagster_billing.resources import InvoicingResource
@@ -117,6 +117,8 @@ def list_invoices(
     if issued_before is not None:
         query = query.where(invoices.c.issued_at < issued_before)
     with engine(request).connect() as conn:
+        if scope is not None:
+            get_organization(conn, scope)  # an unknown one is not found, not an empty list
         if starting_after is not None:
             cursor = conn.execute(
                 sa.select(invoices.c.organization_id).where(invoices.c.id == starting_after)
