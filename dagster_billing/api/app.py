@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from dagster_billing.api import idempotency, problems
+from dagster_billing.api import idempotency, openapi, problems
 from dagster_billing.api.routers import invoices, organizations, payments, subscriptions, usage
 from dagster_billing.api.security import RateLimiter
 from dagster_billing.settings import Settings
@@ -37,4 +37,5 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         app.include_router(module.router, prefix=PREFIX)
     problems.install(app)
     idempotency.install(app)
+    openapi.install(app)
     return app

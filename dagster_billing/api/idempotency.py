@@ -92,8 +92,10 @@ def install(app: FastAPI) -> None:
         key = request.headers.get(HEADER)
         if request.method != "POST" or key is None:
             return await call_next(request)
-        if not 1 <= len(key) <= 255 or not key.isprintable():
-            return render(request, field_problem(HEADER, "must be 1-255 printable characters"))
+        if not 1 <= len(key) <= 255 or not all(" " <= c <= "~" for c in key):
+            return render(
+                request, field_problem(HEADER, "must be 1-255 printable ASCII characters")
+            )
         engine: Engine = request.app.state.engine
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         api_key = await run_in_threadpool(

@@ -3,11 +3,12 @@ string (never a float); ids are the external ids callers chose, invoices by numb
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 EXTERNAL_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # NUL cannot be stored in Postgres text: refused here, with the field named
@@ -23,13 +24,22 @@ PositiveMoney = Annotated[
 StringMap = Annotated[dict[Text, Text], Field(max_length=50)]
 
 
+def _iso_only(value: Any) -> Any:
+    """ISO 8601 text only: pydantic would also read a number as Unix seconds."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not re.match(r"^\d{4}-\d{2}-\d{2}T", value):
+        raise ValueError("must be an ISO 8601 timestamp with a timezone, e.g. 2026-11-01T00:00:00Z")
+    return value
+
+
 def _plausible(value: datetime) -> datetime:
     if not 2000 <= value.year <= 2200:
         raise ValueError("year must be between 2000 and 2200")
     return value
 
 
-Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_only), AfterValidator(_plausible)]
 
 
 class Strict(BaseModel):

@@ -15,8 +15,8 @@ OrgId = Annotated[str, Path(pattern=EXTERNAL_ID, description="The organization's
 SubId = Annotated[str, Path(pattern=EXTERNAL_ID, description="The subscription's external id")]
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
-READ_PROBLEMS = problem_responses(401, 403, 404, 422, 429)
-WRITE_PROBLEMS = problem_responses(401, 403, 404, 409, 422, 429)
+READ_PROBLEMS = problem_responses(400, 401, 403, 404, 422, 429)
+WRITE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 415, 422, 429)
 
 
 def engine(request: Request) -> Engine:
