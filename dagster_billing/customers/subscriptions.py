@@ -124,7 +124,7 @@ def _event(kind: str, row: dict[str, Any], key: str, at: datetime, **extra: Any)
         event_type=f"billing.subscription.{kind}",
         aggregate_type="subscription",
         aggregate_id=row["external_id"],
-        dedupe_key=f"subscription:{row['external_id']}:{key}",
+        dedupe_key=f"billing.subscription.{kind}:{row['external_id']}" + (f":{key}" if key else ""),
         payload=payload,
         occurred_at=at,
     )
@@ -208,7 +208,7 @@ def create_subscription(
             _event(
                 "created",
                 row,
-                "created",
+                "",
                 datetime.now(UTC),
                 price_override=None if price_override is None else str(price_override),
             )
@@ -293,9 +293,7 @@ def change_subscription(
         entity_id=external_id,
         payload=details,
     )
-    write_events(
-        conn, [_event("updated", row, f"change:{change_id}", datetime.now(UTC), **details)]
-    )
+    write_events(conn, [_event("updated", row, str(change_id), datetime.now(UTC), **details)])
     return get_subscription(conn, external_id)
 
 
@@ -348,6 +346,6 @@ def cancel_subscription(
     row["cancel_at"] = cancel_at
     write_events(
         conn,
-        [_event("canceled", row, f"canceled:{_iso(cancel_at)}", datetime.now(UTC), **details)],
+        [_event("canceled", row, _iso(cancel_at) or "", datetime.now(UTC), **details)],
     )
     return get_subscription(conn, external_id, now=now)
