@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from dagster_billing.catalog import CatalogError, load_catalog
+from dagster_billing.customers.errors import CustomerError, NotFoundError
 from dagster_billing.rating.scenario import ScenarioError
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, get_settings
 
@@ -45,7 +46,7 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, CatalogError, ScenarioError) as exc:
+        except (ConfigError, CatalogError, ScenarioError, CustomerError, NotFoundError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
@@ -268,25 +269,8 @@ def api(
     uvicorn.run(create_app(settings, _engine()), host=host, port=port, log_level="warning")
 
 
-def _customer_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Refused input (unknown organization, bad role) ends with one line and exit 2."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from dagster_billing.customers import CustomerError, NotFoundError
-
-        try:
-            return func(*args, **kwargs)
-        except (CustomerError, NotFoundError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
 @api_key_app.command("create")
 @one_line_errors
-@_customer_errors
 def api_key_create(
     role: str = typer.Option(..., help="admin | finance | org_member | service"),
     org: str | None = typer.Option(None, help="Organization external id (org_member, service)."),
@@ -322,7 +306,6 @@ def api_key_list() -> None:
 
 @api_key_app.command("revoke")
 @one_line_errors
-@_customer_errors
 def api_key_revoke(
     prefix: str = typer.Argument(..., help="The key's prefix (the part after dmb_)."),
     actor: str = typer.Option(os.environ.get("USER", "cli"), help="Who revokes it (audit log)."),

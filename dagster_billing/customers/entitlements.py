@@ -15,8 +15,8 @@ from sqlalchemy.engine import Connection
 from dagster_billing.customers import catalog
 from dagster_billing.customers.errors import CustomerError, NotFoundError
 from dagster_billing.customers.organizations import get_organization
-from dagster_billing.customers.subscriptions import state_at
-from dagster_billing.warehouse.schema import plan_quotas, subscription_changes, subscriptions
+from dagster_billing.customers.subscriptions import live_subscription
+from dagster_billing.warehouse.schema import plan_quotas
 
 
 class EntitlementExceededError(PermissionError):
@@ -41,28 +41,10 @@ def entitlements(conn: Connection, organization: str, now: datetime | None = Non
     """The limits in force now; an organization without a live subscription gets none."""
     org = get_organization(conn, organization)
     now = now or datetime.now(UTC)
-    row = (
-        conn.execute(
-            sa.select(subscriptions).where(
-                subscriptions.c.organization_id == org["id"],
-                subscriptions.c.started_at <= now,
-                sa.or_(subscriptions.c.cancel_at.is_(None), subscriptions.c.cancel_at > now),
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
+    live = live_subscription(conn, org["id"], now)
+    if live is None:
         return Entitlements(organization, None, {"adapters": Decimal(0), "seats": Decimal(0)})
-    changes = [
-        dict(c)
-        for c in conn.execute(
-            sa.select(subscription_changes)
-            .where(subscription_changes.c.subscription_id == row["id"])
-            .order_by(subscription_changes.c.effective_at)
-        ).mappings()
-    ]
-    plan_id, seats = state_at(dict(row), changes, now)
+    _, plan_id, seats = live
     plan = catalog.plan(conn, plan_id)
     limits: dict[str, Decimal | None] = {
         "adapters": None if plan.max_adapters is None else Decimal(plan.max_adapters),

@@ -85,6 +85,28 @@ def state_at(row: dict[str, Any], changes: list[dict[str, Any]], at: datetime) -
     return plan, seats
 
 
+def live_subscription(
+    conn: Connection, organization_id: int, now: datetime
+) -> tuple[dict[str, Any], str, int] | None:
+    """The organization's subscription running at `now` (rule 12: at most one), with the
+    plan and seats in force; None between subscriptions."""
+    row = (
+        conn.execute(
+            sa.select(subscriptions).where(
+                subscriptions.c.organization_id == organization_id,
+                subscriptions.c.started_at <= now,
+                sa.or_(subscriptions.c.cancel_at.is_(None), subscriptions.c.cancel_at > now),
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    plan, seats = state_at(dict(row), _changes(conn, row["id"]), now)
+    return dict(row), plan, seats
+
+
 def get_subscription(
     conn: Connection, external_id: str, now: datetime | None = None
 ) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from fastapi import Path, Request
 from sqlalchemy.engine import Engine
 
 from dagster_billing.api.problems import problem_responses
-from dagster_billing.api.schemas import EXTERNAL_ID
+from dagster_billing.api.schemas import EXTERNAL_ID, InvoiceLine
 
 OrgId = Annotated[str, Path(pattern=EXTERNAL_ID, description="The organization's external id")]
 SubId = Annotated[str, Path(pattern=EXTERNAL_ID, description="The subscription's external id")]
@@ -28,3 +28,18 @@ def text(value: Any) -> str | None:
     if value is None:
         return None
     return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def line_out(line: Any) -> InvoiceLine:
+    """An invoice line, from a finalized line row or a draft's line alike."""
+    return InvoiceLine(
+        line_number=line.line_number,
+        kind=line.kind,
+        description=line.description,
+        metric=line.metric,
+        quantity=text(line.quantity) or "0",
+        unit_amount=text(line.unit_amount),
+        amount=text(line.amount) or "0",
+        period_start=line.period_start,
+        period_end=line.period_end,
+    )

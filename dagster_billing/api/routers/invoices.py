@@ -12,7 +12,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from dagster_billing.api import schemas
 from dagster_billing.api.keys import ApiKey
 from dagster_billing.api.problems import MEDIA_TYPE, field_problem
-from dagster_billing.api.routers.common import READ_PROBLEMS, WRITE_PROBLEMS, RowId, engine, text
+from dagster_billing.api.routers.common import (
+    READ_PROBLEMS,
+    WRITE_PROBLEMS,
+    RowId,
+    engine,
+    line_out,
+    text,
+)
 from dagster_billing.api.schemas import EXTERNAL_ID, Timestamp
 from dagster_billing.api.security import allow, scoped_organization, visible
 from dagster_billing.customers import NotFoundError, get_organization
@@ -62,22 +69,7 @@ def out(row: Any, lines: list[Any] | None = None) -> schemas.Invoice:
         due_at=row.due_at,
         paid_at=row.paid_at,
         voided_at=row.voided_at,
-        lines=None
-        if lines is None
-        else [
-            schemas.InvoiceLine(
-                line_number=line.line_number,
-                kind=line.kind,
-                description=line.description,
-                metric=line.metric,
-                quantity=text(line.quantity) or "0",
-                unit_amount=text(line.unit_amount),
-                amount=text(line.amount) or "0",
-                period_start=line.period_start,
-                period_end=line.period_end,
-            )
-            for line in lines
-        ],
+        lines=None if lines is None else [line_out(line) for line in lines],
     )
 
 

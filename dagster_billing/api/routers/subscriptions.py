@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Request
 from dagster_billing import customers
 from dagster_billing.api import schemas
 from dagster_billing.api.keys import ApiKey
-from dagster_billing.api.routers.common import READ_PROBLEMS, WRITE_PROBLEMS, SubId, engine, text
+from dagster_billing.api.routers.common import (
+    READ_PROBLEMS,
+    WRITE_PROBLEMS,
+    SubId,
+    engine,
+    line_out,
+    text,
+)
 from dagster_billing.api.security import allow, visible
 from dagster_billing.customers import NotFoundError
 from dagster_billing.invoicing.marts import preview_invoice
@@ -128,18 +135,5 @@ def upcoming_invoice(
             k: text(getattr(draft, k)) or "0"
             for k in ("subtotal", "discount", "tax", "total", "credits_applied", "amount_due")
         },
-        lines=[
-            schemas.InvoiceLine(
-                line_number=line.line_number,
-                kind=line.kind,
-                description=line.description,
-                metric=line.metric,
-                quantity=text(line.quantity) or "0",
-                unit_amount=text(line.unit_amount),
-                amount=text(line.amount) or "0",
-                period_start=line.period_start,
-                period_end=line.period_end,
-            )
-            for line in draft.lines
-        ],
+        lines=[line_out(line) for line in draft.lines],
     )

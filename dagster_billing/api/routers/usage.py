@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,16 +16,11 @@ from dagster_billing.api.routers.common import READ_PROBLEMS, engine, text
 from dagster_billing.api.schemas import EXTERNAL_ID, Timestamp
 from dagster_billing.api.security import allow, scoped_organization
 from dagster_billing.customers import get_organization
-from dagster_billing.customers.subscriptions import state_at
+from dagster_billing.customers.subscriptions import live_subscription
 from dagster_billing.resources.prometheus import PrometheusResource
 from dagster_billing.usage.realtime import current_period_usage
 from dagster_billing.usage.thresholds import current_period
-from dagster_billing.warehouse.schema import (
-    metrics,
-    plan_quotas,
-    subscription_changes,
-    subscriptions,
-)
+from dagster_billing.warehouse.schema import metrics, plan_quotas
 
 router = APIRouter(prefix="/usage", tags=["usage"])
 READERS = ("admin", "finance", "org_member", "service")
@@ -38,21 +33,6 @@ def _organization(key: ApiKey, requested: str | None) -> str:
     if chosen is None:
         raise field_problem("organization", "required for a key that sees every organization")
     return chosen
-
-
-def _live_subscription(conn: Any, org_id: int, now: datetime) -> dict[str, Any] | None:
-    row = (
-        conn.execute(
-            sa.select(subscriptions).where(
-                subscriptions.c.organization_id == org_id,
-                subscriptions.c.started_at <= now,
-                sa.or_(subscriptions.c.cancel_at.is_(None), subscriptions.c.cancel_at > now),
-            )
-        )
-        .mappings()
-        .first()
-    )
-    return dict(row) if row else None
 
 
 @router.get("/current", responses=READ_PROBLEMS)
@@ -68,22 +48,14 @@ def current_usage(
     now = datetime.now(UTC)
     with engine(request).connect() as conn:
         org = get_organization(conn, org_ext)
-        sub = _live_subscription(conn, org["id"], now)
+        live = live_subscription(conn, org["id"], now)
         units = dict(conn.execute(sa.select(metrics.c.id, metrics.c.unit)).all())
         aggregation = dict(conn.execute(sa.select(metrics.c.id, metrics.c.aggregation)).all())
-        if sub is None:
+        if live is None:
             return schemas.CurrentUsage(
                 organization=org_ext, plan=None, period_start=None, period_end=None, metrics=[]
             )
-        changes = [
-            dict(c)
-            for c in conn.execute(
-                sa.select(subscription_changes)
-                .where(subscription_changes.c.subscription_id == sub["id"])
-                .order_by(subscription_changes.c.effective_at)
-            ).mappings()
-        ]
-        plan_id, _ = state_at(sub, changes, now)
+        sub, plan_id, _ = live
         start, end = current_period(sub["billing_anchor"], now)
         quotas = dict(
             conn.execute(
