@@ -35,7 +35,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
 
     for module in (organizations, subscriptions, invoices, payments, usage):
         app.include_router(module.router, prefix=PREFIX)
-    problems.install(app)
     idempotency.install(app)
+    problems.install(app)  # its middleware wraps the idempotency one: added last, runs first
     openapi.install(app)
     return app

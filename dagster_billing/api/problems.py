@@ -151,8 +151,12 @@ def install(app: FastAPI) -> None:
     async def _invoicing(request: Request, exc: InvoicingError) -> JSONResponse:
         return render(request, Problem(409, str(exc)))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # the type only: an exception's text can hold SQL, values or secrets
-        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-        return render(request, Problem(500, "the request failed; it has been logged"))
+    @app.middleware("http")
+    async def _unexpected(request: Request, call_next):  # type: ignore[no-untyped-def]
+        """Outermost: answers 500 itself, so Starlette never re-raises the exception for
+        the server to log with its traceback (which can quote SQL and values)."""
+        try:
+            return await call_next(request)
+        except Exception as exc:
+            log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+            return render(request, Problem(500, "the request failed; it has been logged"))

@@ -43,3 +43,39 @@ def test_bad_input_is_one_line_naming_the_option(warehouse: Warehouse, tenants: 
     assert no_org.stderr == "error: org: role 'service' needs an organization\n"
     assert unknown.stderr == "error: organization 'nope' not found\n"
     assert bad_role.stderr.startswith("error: role: must be one of admin, finance")
+
+
+def test_billing_api_serves_the_api_with_a_key(warehouse: Warehouse, tenants: Tenants) -> None:
+    """What `make demo`'s curl lines do: `billing api` answers an admin key's request."""
+    import os
+    import subprocess
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port
+    from tests.test_cli import BILLING
+
+    port = free_port()
+    env = {**os.environ, "BILLING_DATABASE_DSN": warehouse.libpq_url()}
+    process = subprocess.Popen(
+        [BILLING, "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}/api/v1/billing/organizations/org-a"
+    headers = {"Authorization": f"Bearer {tenants.keys['admin']}"}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = httpx.get(url, headers=headers, trust_env=False)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert response.status_code == 200 and response.json()["id"] == "org-a"

@@ -3,6 +3,7 @@ documents, against the real app on a loopback port and a real warehouse."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -310,18 +311,32 @@ def test_a_domain_error_names_the_field(api: str, tenants: Tenants) -> None:
 
 
 def test_an_unexpected_failure_answers_500_without_details(engine: Engine) -> None:
-    """A broken database connection: the problem says nothing about SQL or the server."""
+    """A broken database connection: neither the problem nor any log line says anything
+    about SQL, the server or its password, and no traceback is logged."""
     broken = sa.create_engine("postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
     with engine.begin() as conn:
         token, _ = create_key(conn, role="admin", actor="test")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    watched = [logging.getLogger(name) for name in ("uvicorn.error", "dagster_billing.api")]
+    for logger in watched:
+        logger.addHandler(handler)
     served = serve(load_settings(), broken)
     try:
         with client(served.url, token) as http:
             response = http.get("/organizations/org-a")
     finally:
         served.stop()
+        for logger in watched:
+            logger.removeHandler(handler)
     assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
     assert "secret" not in response.text and "psycopg" not in response.text.lower()
+    logged = [r.getMessage() for r in records]
+    assert "unhandled OperationalError on GET /api/v1/billing/organizations/org-a" in logged
+    assert not any(r.exc_info for r in records)
+    assert not any("secret" in line or "127.0.0.1:1" in line for line in logged)
 
 
 # --- rate limits ----------------------------------------------------------------------
