@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -95,3 +96,26 @@ def scoped_organization(key: ApiKey, requested: str | None) -> str | None:
     if requested is not None and requested != key.organization:
         raise NotFoundError("organization", requested)
     return key.organization
+
+
+# How far in the past a non-admin caller's effective time may lie (clock skew, retries).
+BACKDATE_TOLERANCE = timedelta(minutes=5)
+
+
+def admin_only(key: ApiKey, **fields: object) -> None:
+    """Fields only an admin may set: a custom price, or a time in the past (a backdated
+    change re-prices periods already billed). 403 names the first one given."""
+    if key.role == "admin":
+        return
+    earliest = datetime.now(UTC) - BACKDATE_TOLERANCE
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime) and value >= earliest:
+            continue
+        detail = (
+            "only an admin may set it"
+            if not isinstance(value, datetime)
+            else ("only an admin may give a time in the past")
+        )
+        raise Problem(403, f"{name}: {detail}", errors=[{"field": name, "detail": detail}])

@@ -437,3 +437,38 @@ def test_a_repeat_while_the_first_is_running_answers_409(
     assert running == 1
     assert twin.status_code == 409, twin.text
     assert results["first"].status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (
+            "/subscriptions",
+            {"organization": "org-a", "plan": "starter", "price_override": "0"},
+            "price_override",
+        ),
+        (
+            "/subscriptions/sub-a/change",
+            {"seats": 9, "effective_at": "2026-01-01T00:00:00Z"},
+            "effective_at",
+        ),
+        ("/subscriptions/sub-a/cancel", {"at": "2026-01-01T00:00:00Z"}, "at"),
+    ],
+)
+def test_an_organization_member_may_not_set_prices_or_backdate(
+    api: str, engine: Engine, tenants: Tenants, path: str, body: dict, field: str
+) -> None:
+    with engine.connect() as conn:
+        before = conn.scalar(sa.text("select count(*) from dictamesh_billing_audit_log"))
+    with client(api, tenants.keys["org_member_a"]) as http:
+        response = http.post(path, json=body)
+    assert response.status_code == 403, response.text
+    assert response.json()["errors"][0]["field"] == field
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("select count(*) from dictamesh_billing_audit_log")) == before
+
+
+def test_an_organization_member_may_not_change_its_status(api: str, tenants: Tenants) -> None:
+    with client(api, tenants.keys["org_member_a"]) as http:
+        response = http.put("/organizations/org-a", json={"status": "closed"})
+    assert response.status_code == 403 and response.json()["errors"][0]["field"] == "status"

@@ -11,7 +11,7 @@ from dagster_billing import customers
 from dagster_billing.api import schemas
 from dagster_billing.api.keys import ApiKey
 from dagster_billing.api.routers.common import READ_PROBLEMS, WRITE_PROBLEMS, OrgId, engine, text
-from dagster_billing.api.security import allow, visible
+from dagster_billing.api.security import admin_only, allow, visible
 from dagster_billing.customers import entitlements as ent
 
 router = APIRouter(prefix="/organizations", tags=["organizations"])
@@ -76,6 +76,7 @@ def update_organization(
     with engine(request).begin() as conn:
         _visible_org(conn, key, org_id)
         changes = body.model_dump(exclude_unset=True)
+        admin_only(key, status=changes.get("status"), currency=changes.get("currency"))
         return out(customers.update_organization(conn, org_id, changes, actor=key.actor))
 
 

@@ -18,7 +18,7 @@ from dagster_billing.api.routers.common import (
     line_out,
     text,
 )
-from dagster_billing.api.security import allow, visible
+from dagster_billing.api.security import admin_only, allow, visible
 from dagster_billing.customers import NotFoundError
 from dagster_billing.invoicing.marts import preview_invoice
 
@@ -72,6 +72,7 @@ def create_subscription(
     with engine(request).begin() as conn:
         org = customers.get_organization(conn, body.organization)
         visible(key, org["id"], "organization", body.organization)
+        admin_only(key, price_override=body.price_override, start=body.start)
         return out(customers.create_subscription(conn, **body.model_dump(), actor=key.actor))
 
 
@@ -93,6 +94,7 @@ def change_subscription(
     """Upgrade, downgrade or change seats from `effective_at` (default now), prorated."""
     with engine(request).begin() as conn:
         _visible_sub(conn, key, sub_id)
+        admin_only(key, effective_at=body.effective_at)
         return out(
             customers.change_subscription(conn, sub_id, **body.model_dump(), actor=key.actor)
         )
@@ -108,6 +110,7 @@ def cancel_subscription(
     """Cancel now (or at `at`), or at the end of the current fee period."""
     with engine(request).begin() as conn:
         _visible_sub(conn, key, sub_id)
+        admin_only(key, at=body.at)
         return out(
             customers.cancel_subscription(conn, sub_id, **body.model_dump(), actor=key.actor)
         )
