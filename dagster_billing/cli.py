@@ -259,6 +259,9 @@ def demo() -> None:
 def api(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    openapi: Path | None = typer.Option(
+        None, "--openapi", help="Write the OpenAPI document to this file and exit."
+    ),
 ) -> None:
     """Serve the REST API (and the Stripe webhook) with uvicorn."""
     import uvicorn
@@ -266,6 +269,15 @@ def api(
     from dagster_billing.api import create_app
 
     settings = get_settings()
+    if openapi is not None:
+        import sqlalchemy as sa
+
+        from dagster_billing.api.openapi import render
+
+        # the document does not depend on the database: this engine never connects
+        openapi.write_text(render(create_app(settings, sa.create_engine("postgresql+psycopg://"))))
+        typer.echo(f"wrote {openapi}")
+        return
     uvicorn.run(create_app(settings, _engine()), host=host, port=port, log_level="warning")
 
 

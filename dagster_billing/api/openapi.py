@@ -1,6 +1,6 @@
 """The OpenAPI document: generated from the app, committed as docs/openapi.json.
 
-`python -m dagster_billing.api.openapi` rewrites the committed file;
+`billing api --openapi docs/openapi.json` rewrites the committed file;
 `tests/api/test_openapi.py` fails when it is out of date.
 """
 
@@ -46,15 +46,3 @@ def install(app: FastAPI) -> None:
 
 def render(app: FastAPI) -> str:
     return json.dumps(app.openapi(), indent=2, sort_keys=True) + "\n"
-
-
-if __name__ == "__main__":
-    import sqlalchemy as sa
-
-    from dagster_billing.api import create_app
-    from dagster_billing.settings import load_settings
-
-    # the document does not depend on the database; the engine is never connected
-    app = create_app(load_settings(), sa.create_engine("postgresql+psycopg://"))
-    COMMITTED.write_text(render(app))
-    print(f"wrote {COMMITTED.relative_to(PROJECT_ROOT)}")
