@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from dagster_billing.catalog import CatalogError, load_catalog
+from dagster_billing.customers.errors import CustomerError, NotFoundError
 from dagster_billing.rating.scenario import ScenarioError
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, get_settings
 
@@ -36,6 +37,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(usage_app, name="usage")
 app.add_typer(invoice_app, name="invoice")
 app.add_typer(metrics_app, name="metrics")
+api_key_app = typer.Typer(no_args_is_help=True, help="REST API keys: create, list, revoke.")
+app.add_typer(api_key_app, name="api-key")
 
 
 def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,7 +48,7 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, CatalogError, ScenarioError) as exc:
+        except (ConfigError, CatalogError, ScenarioError, CustomerError, NotFoundError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
@@ -258,6 +261,9 @@ def demo() -> None:
 def api(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    openapi: Path | None = typer.Option(
+        None, "--openapi", help="Write the OpenAPI document to this file and exit."
+    ),
 ) -> None:
     """Serve the REST API (and the Stripe webhook) with uvicorn."""
     import uvicorn
@@ -265,6 +271,15 @@ def api(
     from dagster_billing.api import create_app
 
     settings = get_settings()
+    if openapi is not None:
+        import sqlalchemy as sa
+
+        from dagster_billing.api.openapi import render
+
+        # the document does not depend on the database: this engine never connects
+        openapi.write_text(render(create_app(settings, sa.create_engine("postgresql+psycopg://"))))
+        typer.echo(f"wrote {openapi}")
+        return
     uvicorn.run(create_app(settings, _engine()), host=host, port=port, log_level="warning")
 
 
@@ -285,6 +300,55 @@ def metrics_serve(
     with serving(_engine(), host, port) as bound:
         typer.echo(f"metrics on http://{host}:{bound}/metrics")  # listening from here on
         stop.wait()
+
+
+@api_key_app.command("create")
+@one_line_errors
+def api_key_create(
+    role: str = typer.Option(..., help="admin | finance | org_member | service"),
+    org: str | None = typer.Option(None, help="Organization external id (org_member, service)."),
+    name: str = typer.Option("", help="A label for the key."),
+    actor: str = typer.Option(os.environ.get("USER", "cli"), help="Who creates it (audit log)."),
+) -> None:
+    """Create an API key and print it: it is shown this once and stored only hashed."""
+    from dagster_billing.api.keys import create_key
+
+    with _engine().begin() as conn:
+        token, row = create_key(conn, role=role, organization=org, name=name, actor=actor)
+    typer.echo(token)
+    typer.echo(
+        f"prefix {row['prefix']}, role {role}" + (f", organization {org}" if org else ""), err=True
+    )
+
+
+@api_key_app.command("list")
+@one_line_errors
+def api_key_list() -> None:
+    """Every key: prefix, role, organization, created, last used, revoked."""
+    from dagster_billing.api.keys import list_keys
+
+    with _engine().connect() as conn:
+        for row in list_keys(conn):
+            typer.echo(
+                f"{row['prefix']}  {row['role']:<10} {row['organization'] or '-':<16}"
+                f" created {row['created_at']:%Y-%m-%d %H:%M}"
+                f"  last used {row['last_used_at'] or 'never'}"
+                + (f"  REVOKED {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "")
+            )
+
+
+@api_key_app.command("revoke")
+@one_line_errors
+def api_key_revoke(
+    prefix: str = typer.Argument(..., help="The key's prefix (the part after dmb_)."),
+    actor: str = typer.Option(os.environ.get("USER", "cli"), help="Who revokes it (audit log)."),
+) -> None:
+    """Revoke a key: it stops working at once."""
+    from dagster_billing.api.keys import revoke_key
+
+    with _engine().begin() as conn:
+        revoke_key(conn, prefix, actor=actor)
+    typer.echo(f"{prefix}: revoked")
 
 
 @app.command("dev", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

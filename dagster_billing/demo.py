@@ -14,14 +14,14 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 
+from dagster_billing import customers
 from dagster_billing.catalog import load_catalog
 from dagster_billing.catalog.sync import sync_catalog
 from dagster_billing.partitions import daily_partitions, partition_range_tags
 from dagster_billing.settings import PROJECT_ROOT, Settings
-from dagster_billing.warehouse import audit, migrate, schema
+from dagster_billing.warehouse import migrate, schema
 from dagster_billing.warehouse.database import (
     DAGSTER_DATABASE,
     Warehouse,
@@ -144,80 +144,78 @@ def dagster_environment(warehouse: Warehouse, settings: Settings) -> dict[str, s
     return env
 
 
-def _insert_new(conn: Connection, table: sa.Table, row: dict[str, Any]) -> bool:
-    """Insert unless the row's unique key is taken; True when a row was created."""
-    stmt = insert(table).values(**row).on_conflict_do_nothing().returning(table.c.id)
-    return conn.execute(stmt).first() is not None
-
-
-def _ensure_entity(
-    conn: Connection, table: sa.Table, row: dict[str, Any], entity_type: str
-) -> tuple[int, bool]:
-    """Create an entity keyed by external id, auditing the creation; returns (id, created)."""
-    created = _insert_new(conn, table, row)
-    if created:
-        audit.record(
-            conn,
-            actor="demo",
-            action=f"{entity_type}.created",
-            entity_type=entity_type,
-            entity_id=row["external_id"],
-            payload={k: str(v) for k, v in row.items() if k in ("plan_id", "seats", "currency")},
-        )
-    key = table.c.external_id == row["external_id"]
-    return conn.execute(sa.select(table.c.id).where(key)).scalar_one(), created
+def _exists(conn: Connection, table: sa.Table, **where: Any) -> bool:
+    query = sa.select(sa.func.count()).select_from(table)
+    for column, value in where.items():
+        query = query.where(table.c[column] == value)
+    return bool(conn.scalar(query))
 
 
 def load_demo_data(conn: Connection) -> int:
-    """Organizations, subscriptions, changes, a promotion and a credit; returns rows created."""
+    """Organizations, subscriptions, changes, a promotion and a credit, written through the
+    customers write path (audited, with events); returns the entities created."""
     created = 0
-    org_ids: dict[str, int] = {}
     for org in DEMO_ORGANIZATIONS:
-        org_ids[org["external_id"]], new = _ensure_entity(
-            conn, schema.organizations, org, "organization"
-        )
-        created += new
-    sub_ids: dict[str, int] = {}
+        if not _exists(conn, schema.organizations, external_id=org["external_id"]):
+            customers.create_organization(conn, **org, actor="demo")
+            created += 1
     for sub in DEMO_SUBSCRIPTIONS:
-        row = {k: v for k, v in sub.items() if k not in ("organization", "start")}
-        row |= {
-            "organization_id": org_ids[sub["organization"]],
-            "billing_anchor": sub["start"],
-            "started_at": sub["start"],
-        }
-        sub_ids[sub["external_id"]], new = _ensure_entity(
-            conn, schema.subscriptions, row, "subscription"
-        )
-        created += new
+        if not _exists(conn, schema.subscriptions, external_id=sub["external_id"]):
+            customers.create_subscription(
+                conn,
+                organization=sub["organization"],
+                plan=sub["plan_id"],
+                seats=sub["seats"],
+                billing_cycle=sub["billing_cycle"],
+                start=sub["start"],
+                price_override=sub.get("price_override"),
+                external_id=sub["external_id"],
+                actor="demo",
+            )
+            created += 1
     for change in DEMO_CHANGES:
-        row = {k: v for k, v in change.items() if k != "subscription"}
-        row["subscription_id"] = sub_ids[change["subscription"]]
-        created += _insert_new(conn, schema.subscription_changes, row)
-    created += _insert_new(
-        conn,
-        schema.promotions,
-        {
-            "organization_id": org_ids["vandelay"],
-            "code": "WELCOME20",
-            "position": 1,
-            "percent_off": Decimal("20"),
-            "duration_periods": 3,
-        },
-    )
-    created += _insert_new(
-        conn,
-        schema.credits,
-        {
-            "organization_id": org_ids["acme"],
-            "entry_type": "grant",
-            "credit_type": "goodwill",
-            "amount": Decimal("50"),
-            "currency": "USD",
-            "expires_at": _ts(31, 12),
-            "description": "Onboarding goodwill credit",
-            "idempotency_key": "demo-acme-goodwill",
-        },
-    )
+        sub_id = conn.scalar(
+            sa.select(schema.subscriptions.c.id).where(
+                schema.subscriptions.c.external_id == change["subscription"]
+            )
+        )
+        if not _exists(
+            conn,
+            schema.subscription_changes,
+            subscription_id=sub_id,
+            effective_at=change["effective_at"],
+        ):
+            customers.change_subscription(
+                conn,
+                change["subscription"],
+                plan=change.get("plan_id"),
+                seats=change.get("seats"),
+                effective_at=change["effective_at"],
+                actor="demo",
+            )
+            created += 1
+    if not _exists(conn, schema.promotions, code="WELCOME20"):
+        customers.add_promotion(
+            conn,
+            "vandelay",
+            code="WELCOME20",
+            percent_off=Decimal("20"),
+            duration_periods=3,
+            actor="demo",
+        )
+        created += 1
+    if not _exists(conn, schema.credits, idempotency_key="demo-acme-goodwill"):
+        customers.grant_credit(
+            conn,
+            "acme",
+            amount=Decimal("50"),
+            credit_type="goodwill",
+            expires_at=_ts(31, 12),
+            description="Onboarding goodwill credit",
+            idempotency_key="demo-acme-goodwill",
+            actor="demo",
+        )
+        created += 1
     return created
 
 
@@ -418,7 +416,40 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
     echo(f"materialized {len(materialized)} assets")
     for line in _summary(engine, warehouse):
         echo(line)
+    for line in _api_lines(engine, settings):
+        echo(line)
     echo(
         "metrics: `billing metrics serve` serves http://127.0.0.1:9109/metrics"
         " (`billing api` also on /metrics); dashboard and alert rules in deploy/"
     )
+
+
+def demo_api_key(engine: Engine, settings: Settings) -> str:
+    """The demo's admin key: created once and kept (mode 0600) in the embedded data
+    directory, so a second demo run prints it again instead of minting another."""
+    from dagster_billing.api.keys import authenticate, create_key
+
+    path = settings.billing_data_dir / "demo-api-key"
+    if path.is_file():
+        token = path.read_text().strip()
+        with engine.begin() as conn:
+            if authenticate(conn, token) is not None:
+                return token
+    with engine.begin() as conn:
+        token, _ = create_key(conn, role="admin", actor="demo", name="demo admin")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+def _api_lines(engine: Engine, settings: Settings) -> list[str]:
+    token = demo_api_key(engine, settings)
+    base = "http://127.0.0.1:8000/api/v1/billing"
+    auth = f'-H "Authorization: Bearer {token}"'
+    return [
+        f"admin API key (demo only; kept in {settings.billing_data_dir}/demo-api-key): {token}",
+        "serve the API with `.venv/bin/billing api`, then:",
+        f"  curl -s {auth} {base}/organizations/acme",
+        f"  curl -s {auth} '{base}/invoices?organization=acme&limit=5'",
+    ]

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     prometheus_url: AnyHttpUrl | None = None
     kafka_bootstrap_servers: str | None = Field(None, pattern=r"^[\w.\-]+:\d+(,[\w.\-]+:\d+)*$")
 
+    api_rate_limit: str = "100/second"
+    api_rate_limit_storage: str = "memory://"
+
     @field_validator("invoice_tax_rate")
     @classmethod
     def _tax_rate_is_a_fraction(cls, value: Decimal) -> Decimal:
@@ -91,6 +94,24 @@ class Settings(BaseSettings):
     def _interval_is_supported(cls, value: str) -> str:
         if value != "1h":
             raise ValueError(f"only '1h' is supported, got {value!r}")
+        return value
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"not a rate limit like '100/second', got {value!r}") from None
+        return value
+
+    @field_validator("api_rate_limit_storage")
+    @classmethod
+    def _rate_limit_storage_is_known(cls, value: str) -> str:
+        if value.split("://", 1)[0] not in ("memory", "redis", "rediss", "memcached"):
+            raise ValueError("must be memory://, redis://... or memcached://...")
         return value
 
     @model_validator(mode="after")

@@ -29,7 +29,9 @@ def test_demo_twice_is_idempotent(blank_warehouse: Warehouse) -> None:
     dsn = blank_warehouse.libpq_url()
     first = billing("demo", dsn=dsn)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "audit log: 10 rows, chain intact" in first.stdout
+    assert "audit log: 14 rows, chain intact" in first.stdout
+    key = re.search(r"admin API key \(demo only; kept in .*\): (dmb_\S+)", first.stdout)
+    assert key and f"Bearer {key.group(1)}" in first.stdout
     assert re.search(r"demo data: \d+ new rows", first.stdout)
     # acme, Nov 1 (by hand from docs/rate-card.md): fee 99 + 2 extra seats x 49 = 197.00;
     # API calls 2,000/h x 744 h - 1,000,000 = 488 units x 0.01 = 4.88; storage 60 GB avg
@@ -47,4 +49,5 @@ def test_demo_twice_is_idempotent(blank_warehouse: Warehouse) -> None:
     assert second.returncode == 0, second.stderr[-3000:]
     assert "demo data: 0 new rows" in second.stdout
     assert "catalog: 0 rows changed" in second.stdout
+    assert "admin API key (demo only; kept in" in second.stdout and key.group(1) in second.stdout
     assert _counts(blank_warehouse) == after_first

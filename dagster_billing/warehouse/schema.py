@@ -11,6 +11,7 @@ from sqlalchemy import (
     Column,
     Date,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     SmallInteger,
@@ -414,4 +415,30 @@ audit_log = _table(
     Column("payload", JSONB),
     Column("prev_hash", CHAR(64)),
     Column("hash", CHAR(64)),
+)
+
+api_keys = _table(
+    "api_keys",
+    Column("id", BigInteger, primary_key=True),
+    Column("prefix", Text),
+    Column("key_hash", CHAR(64)),
+    Column("role", Text),
+    Column("organization_id", BigInteger),
+    Column("name", Text),
+    Column("created_at", TIMESTAMPTZ),
+    Column("revoked_at", TIMESTAMPTZ),
+    Column("last_used_at", TIMESTAMPTZ),
+)
+
+api_idempotency_keys = _table(
+    "api_idempotency_keys",
+    Column("api_key_id", BigInteger, primary_key=True),
+    Column("idempotency_key", Text, primary_key=True),
+    Column("request_hash", CHAR(64)),
+    Column("status", Text),
+    Column("response_status", Integer),
+    Column("response_body", LargeBinary),
+    Column("response_type", Text),
+    Column("created_at", TIMESTAMPTZ),
+    Column("completed_at", TIMESTAMPTZ),
 )

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from dagster_billing import customers
 from dagster_billing.invoicing.finalize import FinalizeResult, finalize_window
 from dagster_billing.invoicing.marts import CONTRACT_DDL
 
@@ -63,29 +64,25 @@ class Billing:
         n = next(self._ids)
         external = f"org-{n}-{currency.lower()}"
         with self.engine.begin() as conn:
-            org_id = conn.execute(
-                sa.text(
-                    "insert into dictamesh_billing_organizations"
-                    " (external_id, name, email, currency, locale, billing_address)"
-                    " values (:e, :n, :m, :c, :l, cast(:a as jsonb)) returning id"
-                ),
-                {
-                    "e": external,
-                    "n": name,
-                    "m": f"billing@{external}.example",
-                    "c": currency,
-                    "l": locale,
-                    "a": json.dumps(address or {"line1": "1 Main Street", "city": "Springfield"}),
-                },
-            ).scalar_one()
-            sub_id = conn.execute(
-                sa.text(
-                    "insert into dictamesh_billing_subscriptions (external_id, organization_id,"
-                    " plan_id, billing_cycle, seats, billing_anchor, started_at)"
-                    " values (:e, :o, 'starter', 'monthly', 5, :t, :t) returning id"
-                ),
-                {"e": f"sub-{external}", "o": org_id, "t": day(1, 1)},
-            ).scalar_one()
+            org_id = customers.create_organization(
+                conn,
+                external_id=external,
+                name=name,
+                email=f"billing@{external}.example",
+                currency=currency,
+                locale=locale,
+                billing_address=address or {"line1": "1 Main Street", "city": "Springfield"},
+                actor="test",
+            )["id"]
+            sub_id = customers.create_subscription(
+                conn,
+                organization=external,
+                plan="starter",
+                seats=5,
+                start=day(1, 1),
+                external_id=f"sub-{external}",
+                actor="test",
+            )["id"]
         return Customer(org_id, external, sub_id, f"sub-{external}", currency)
 
     def grant(self, customer: Customer, amount: str, credit_type: str = "prepaid") -> int:

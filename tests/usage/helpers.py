@@ -15,18 +15,19 @@ from dagster_billing.warehouse.database import Warehouse
 
 
 def create_organizations(engine: Engine, *external_ids: str) -> dict[str, int]:
+    """USD organizations through the customers write path; existing ones are reused."""
+    from dagster_billing import customers
+
+    ids: dict[str, int] = {}
     with engine.begin() as conn:
-        return {
-            external: conn.scalar(
-                sa.text(
-                    "insert into dictamesh_billing_organizations (external_id, name, currency)"
-                    " values (:x, :x, 'USD') on conflict (external_id)"
-                    " do update set name = excluded.name returning id"
-                ),
-                {"x": external},
-            )
-            for external in external_ids
-        }
+        for external in external_ids:
+            try:
+                ids[external] = customers.get_organization(conn, external)["id"]
+            except customers.NotFoundError:
+                ids[external] = customers.create_organization(
+                    conn, external_id=external, name=external, currency="USD", actor="test"
+                )["id"]
+    return ids
 
 
 def resources(warehouse: Warehouse, prometheus_url: str | None) -> dict[str, object]:
@@ -68,15 +69,23 @@ def usage_rows(engine: Engine, hour: datetime) -> dict[tuple[str, str], Decimal]
 def create_subscription(
     engine: Engine, organization_id: int, plan: str, anchor: datetime, external_id: str
 ) -> int:
+    """A monthly one-seat subscription through the customers write path."""
+    from dagster_billing import customers
+
     with engine.begin() as conn:
-        return conn.scalar(
-            sa.text(
-                "insert into dictamesh_billing_subscriptions (external_id, organization_id,"
-                " plan_id, billing_cycle, seats, billing_anchor, started_at)"
-                " values (:x, :org, :plan, 'monthly', 1, :anchor, :anchor) returning id"
-            ),
-            {"x": external_id, "org": organization_id, "plan": plan, "anchor": anchor},
+        organization = conn.scalar(
+            sa.text("select external_id from dictamesh_billing_organizations where id = :i"),
+            {"i": organization_id},
         )
+        return customers.create_subscription(
+            conn,
+            organization=organization,
+            plan=plan,
+            seats=1,
+            start=anchor,
+            external_id=external_id,
+            actor="test",
+        )["id"]
 
 
 def insert_usage(

@@ -1,0 +1,2 @@
+drop table dictamesh_billing_api_idempotency_keys;
+drop table dictamesh_billing_api_keys;
