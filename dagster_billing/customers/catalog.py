@@ -74,7 +74,7 @@ def require_price_book(conn: Connection, plan_id: str, currency: str, field: str
 
 
 def check_seats(plan: Plan, seats: int, field: str = "seats") -> None:
-    """RATE_CARD rule 6: a plan that sells no seats allows only its included ones."""
+    """A plan that sells no seats allows only its included ones (docs/rate-card.md, free plan)."""
     if seats < 1:
         raise CustomerError(field, f"must be >= 1, got {seats}")
     if not plan.seats_sellable and seats > plan.included_seats:
