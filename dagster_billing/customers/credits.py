@@ -81,7 +81,8 @@ def add_promotion(
     amount_off: Decimal | None = None,
     duration_periods: int | None = None,
 ) -> dict[str, Any]:
-    """A promotion applied after the organization's earlier ones (docs/rate-card.md, promotions in order)."""
+    """A promotion applied after the organization's earlier ones
+    (docs/rate-card.md, promotions in order)."""
     org = get_organization(conn, organization)
     if (percent_off is None) == (amount_off is None):
         raise CustomerError("percent_off", "give exactly one of percent_off and amount_off")

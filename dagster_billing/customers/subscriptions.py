@@ -88,8 +88,8 @@ def state_at(row: dict[str, Any], changes: list[dict[str, Any]], at: datetime) -
 def live_subscription(
     conn: Connection, organization_id: int, now: datetime
 ) -> tuple[dict[str, Any], str, int] | None:
-    """The organization's subscription running at `now` (docs/rate-card.md, one subscription per organization: at most one), with the
-    plan and seats in force; None between subscriptions."""
+    """The organization's subscription running at `now` (at most one: docs/rate-card.md, one
+    subscription per organization), with the plan and seats in force; None between them."""
     row = (
         conn.execute(
             sa.select(subscriptions).where(
@@ -181,7 +181,7 @@ def create_subscription(
     external_id = check_external_id(external_id or f"sub_{uuid.uuid4().hex[:20]}")
     if conn.scalar(sa.select(subscriptions.c.id).where(subscriptions.c.external_id == external_id)):
         raise CustomerError("external_id", f"subscription {external_id!r} already exists")
-    # docs/rate-card.md, one subscription per organization (also an exclusion constraint): one subscription at a time.
+    # One subscription at a time (docs/rate-card.md; also an exclusion constraint).
     overlapping = conn.scalar(
         sa.select(subscriptions.c.external_id).where(
             subscriptions.c.organization_id == org["id"],
