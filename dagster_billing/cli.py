@@ -34,6 +34,10 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(audit_app, name="audit")
 app.add_typer(usage_app, name="usage")
 app.add_typer(invoice_app, name="invoice")
+events_app = typer.Typer(no_args_is_help=True, help="Billing events: the outbox relay to Kafka.")
+notifications_app = typer.Typer(no_args_is_help=True, help="Customer notifications.")
+app.add_typer(events_app, name="events")
+app.add_typer(notifications_app, name="notifications")
 
 
 def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -283,3 +287,32 @@ def dev(ctx: typer.Context) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     raise typer.Exit(child.wait())
+
+
+@events_app.command("relay")
+@one_line_errors
+def events_relay(
+    follow: bool = typer.Option(False, "--follow", help="Keep relaying until SIGTERM/SIGINT."),
+    batch_size: int = typer.Option(10_000, min=1, help="Rows read and produced per batch."),
+) -> None:
+    """Publish unpublished outbox rows to Kafka (KAFKA_BOOTSTRAP_SERVERS) as CloudEvents."""
+    import logging
+    import threading
+
+    from dagster_billing.events.relay import Relay
+    from dagster_billing.resources.kafka import KafkaResource
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    kafka = KafkaResource.from_settings(get_settings())
+    if not kafka.configured:
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: not set; events stay in the outbox")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    relay = Relay(_engine(), kafka.producer_config(), kafka.topic, batch_size=batch_size, stop=stop)
+    result = relay.follow() if follow else relay.run()
+    relay.close()
+    typer.echo(
+        f"events: {result.published} published to {kafka.topic}, {result.failed} failed,"
+        f" {result.pending} waiting in the outbox"
+    )

@@ -44,11 +44,16 @@ _INSERT_EVENTS = sa.text(
 )
 
 
+def event_id(dedupe_key: str) -> uuid.UUID:
+    """The event id a dedupe key gets: the same business event always has the same id."""
+    return uuid.uuid5(EVENT_NAMESPACE, dedupe_key)
+
+
 def write_events(conn: Connection, events: Iterable[Event]) -> int:
     """Insert events, skipping any already written; returns how many were new."""
     rows = [
         {
-            "event_id": str(uuid.uuid5(EVENT_NAMESPACE, e.dedupe_key)),
+            "event_id": str(event_id(e.dedupe_key)),
             "event_type": e.event_type,
             "aggregate_type": e.aggregate_type,
             "aggregate_id": e.aggregate_id,
