@@ -3,6 +3,7 @@
 import dagster as dg
 
 from dagster_billing.assets.catalog import billing_catalog
+from dagster_billing.assets.events import events_assets, events_jobs, events_sensors
 from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.assets.usage import usage_daily, usage_hourly
@@ -15,6 +16,7 @@ from dagster_billing.resources import (
     RatingResource,
     WarehouseResource,
 )
+from dagster_billing.resources.kafka import KafkaResource
 from dagster_billing.schedules import jobs, schedules
 from dagster_billing.sensors import sensors
 from dagster_billing.settings import Settings, get_settings
@@ -35,6 +37,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             dbt_executable=DBT_EXECUTABLE,
         ),
         "invoicing": InvoicingResource.from_settings(settings),
+        "kafka": KafkaResource.from_settings(settings),
     }
 
 
@@ -47,10 +50,11 @@ defs = dg.Definitions(
         billing_dbt_models,
         billing_invoice_models,
         *invoicing_assets,
+        *events_assets,
     ],
     asset_checks=invoicing_checks,
-    jobs=jobs,
+    jobs=[*jobs, *events_jobs],
     schedules=schedules,
-    sensors=sensors,
+    sensors=[*sensors, *events_sensors],
     resources=build_resources(get_settings()),
 )

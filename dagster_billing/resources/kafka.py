@@ -27,6 +27,8 @@ class KafkaResource(dg.ConfigurableResource):
     # A message the broker has not acknowledged by then is reported failed and re-sent
     # from the outbox on the next pass (librdkafka's default is 5 minutes).
     message_timeout_ms: int = 120_000
+    # Published outbox rows older than this are deleted by the warehouse maintenance job.
+    outbox_retention_days: int = 7
 
     @property
     def configured(self) -> bool:
@@ -34,7 +36,9 @@ class KafkaResource(dg.ConfigurableResource):
 
     def producer_config(self) -> dict[str, Any]:
         if not self.bootstrap_servers:
-            raise ValueError("KAFKA_BOOTSTRAP_SERVERS: not set, so there is no broker to publish to")
+            raise ValueError(
+                "KAFKA_BOOTSTRAP_SERVERS: not set, so there is no broker to publish to"
+            )
         return {
             **PRODUCER_DEFAULTS,
             "bootstrap.servers": self.bootstrap_servers,
@@ -46,4 +50,5 @@ class KafkaResource(dg.ConfigurableResource):
         return cls(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             topic=settings.kafka_events_topic,
+            outbox_retention_days=settings.events_retention_days,
         )

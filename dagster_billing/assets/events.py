@@ -1,0 +1,98 @@
+"""Events: the outbox published to Kafka (asset + sensor), and published rows retired.
+
+The asset and `billing events relay` run the same `Relay`; the asset drains the outbox
+once and ends, so a broker outage fails nothing: rows wait for the next run.
+"""
+
+import dagster as dg
+import sqlalchemy as sa
+
+from dagster_billing.events.relay import Relay, delete_published
+from dagster_billing.resources import WarehouseResource
+from dagster_billing.resources.kafka import KafkaResource
+
+# Upstream writers of outbox rows, so the lineage shows where events come from. Payments
+# (built in parallel) adds its asset key here when it lands.
+EVENT_SOURCES = [dg.AssetKey("invoices_finalized"), dg.AssetKey("invoices_overdue")]
+
+# A run gives up waiting for an unreachable broker after this long; the sensor retries.
+MAX_OUTAGE_SECONDS = 60.0
+
+
+@dg.asset(group_name="events", deps=EVENT_SOURCES, kinds={"kafka"})
+def billing_events_published(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, kafka: KafkaResource
+) -> dg.MaterializeResult:
+    """Every unpublished outbox row produced to Kafka as a CloudEvent, in order."""
+    if not kafka.configured:
+        pending = _pending(warehouse)
+        context.log.info(f"KAFKA_BOOTSTRAP_SERVERS not set: {pending} events stay in the outbox")
+        return dg.MaterializeResult(metadata={"published": 0, "pending": pending})
+    relay = Relay(warehouse.engine(), kafka.producer_config(), kafka.topic)
+    try:
+        result = relay.run(max_outage_seconds=MAX_OUTAGE_SECONDS)
+    finally:
+        relay.close()
+    return dg.MaterializeResult(
+        metadata={
+            "published": result.published,
+            "failed": result.failed,
+            "pending": result.pending,
+            "topic": kafka.topic,
+        }
+    )
+
+
+def _pending(warehouse: WarehouseResource) -> int:
+    with warehouse.engine().connect() as conn:
+        return int(
+            conn.scalar(
+                sa.text("select count(*) from dictamesh_billing_outbox where published_at is null")
+            )
+            or 0
+        )
+
+
+@dg.asset(group_name="warehouse", kinds={"postgres"})
+def outbox_retention(warehouse: WarehouseResource, kafka: KafkaResource) -> dg.MaterializeResult:
+    """Delete published outbox rows older than EVENTS_RETENTION_DAYS (unpublished stay)."""
+    with warehouse.engine().begin() as conn:
+        deleted = delete_published(conn, kafka.outbox_retention_days)
+    return dg.MaterializeResult(
+        metadata={"deleted": deleted, "retention_days": kafka.outbox_retention_days}
+    )
+
+
+billing_events_job = dg.define_asset_job(
+    "billing_events", selection=dg.AssetSelection.assets("billing_events_published")
+)
+
+
+@dg.sensor(
+    job=billing_events_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def billing_events_sensor(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+) -> dg.SensorResult | dg.SkipReason:
+    """A relay run whenever the outbox has rows newer than the last run saw; the cursor is
+    the highest outbox id, so one new batch of events asks for one run."""
+    with warehouse.engine().connect() as conn:
+        newest, pending = conn.execute(
+            sa.text(
+                "select coalesce(max(id), 0), count(*) filter (where published_at is null)"
+                " from dictamesh_billing_outbox"
+            )
+        ).one()
+    seen = int(context.cursor or 0)
+    if newest <= seen or not pending:
+        return dg.SkipReason(f"no new events (outbox id {newest}, {pending} unpublished)")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"outbox-{newest}")], cursor=str(newest)
+    )
+
+
+events_assets = [billing_events_published, outbox_retention]
+events_jobs = [billing_events_job]
+events_sensors = [billing_events_sensor]
