@@ -29,6 +29,26 @@ class Event:
     occurred_at: datetime
 
 
+# The external id of the organization an outbox row `o` belongs to (the Kafka key, the
+# notification's addressee): written in the row's headers, or the organization aggregate,
+# or named in the payload (external id, or the warehouse id), or the invoice's.
+ORGANIZATION_OF_EVENT = """coalesce(
+    o.headers ->> 'partitionkey',
+    case when o.aggregate_type = 'organization' then o.aggregate_id end,
+    o.payload ->> 'organization_external_id',
+    case jsonb_typeof(o.payload -> 'organization_id')
+        when 'string' then o.payload ->> 'organization_id'
+        when 'number' then (
+            select g.external_id from dictamesh_billing_organizations g
+            where g.id = (o.payload ->> 'organization_id')::bigint)
+    end,
+    case when o.aggregate_type = 'invoice' then (
+        select g.external_id from dictamesh_billing_invoices i
+        join dictamesh_billing_organizations g on g.id = i.organization_id
+        where i.id = o.aggregate_id::bigint)
+    end,
+    o.aggregate_id)"""
+
 # One statement and one JSON parameter for a whole batch: thousands of bound rows or
 # arrays cost more to adapt than json.dumps does to write.
 _INSERT_EVENTS = sa.text(

@@ -25,6 +25,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from sqlalchemy.engine import Connection, Engine
 
 from dagster_billing.events.catalog import EVENT_TYPES, SOURCE, dataschema
+from dagster_billing.events.outbox import ORGANIZATION_OF_EVENT
 
 log = logging.getLogger("dagster_billing.events.relay")
 
@@ -32,31 +33,12 @@ RELAY_LOCK = "dictamesh_billing_outbox_relay"
 SPECVERSION = b"1.0"
 CONTENT_TYPE = b"application/json"
 
-# The organization an event belongs to, for the Kafka key: written explicitly in the
-# row's headers, or the organization aggregate, or named in the payload (external id,
-# or the warehouse id), or the invoice's organization.
 _UNPUBLISHED = sa.text(
-    """
+    f"""
     select o.id, o.event_id::text as event_id, o.event_type, o.aggregate_type, o.aggregate_id,
            o.payload::text as payload,
            to_char(o.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as time,
-           coalesce(
-               o.headers ->> 'partitionkey',
-               case when o.aggregate_type = 'organization' then o.aggregate_id end,
-               o.payload ->> 'organization_external_id',
-               case jsonb_typeof(o.payload -> 'organization_id')
-                   when 'string' then o.payload ->> 'organization_id'
-                   when 'number' then (
-                       select g.external_id from dictamesh_billing_organizations g
-                       where g.id = (o.payload ->> 'organization_id')::bigint)
-               end,
-               case when o.aggregate_type = 'invoice' then (
-                   select g.external_id from dictamesh_billing_invoices i
-                   join dictamesh_billing_organizations g on g.id = i.organization_id
-                   where i.id = o.aggregate_id::bigint)
-               end,
-               o.aggregate_id
-           ) as organization
+           {ORGANIZATION_OF_EVENT} as organization
     from dictamesh_billing_outbox o
     where o.published_at is null and o.id > :after
     order by o.id
@@ -308,11 +290,13 @@ class Relay:
 
 
 def delete_published(conn: Connection, older_than_days: int) -> int:
-    """Retention: published rows older than `older_than_days` go; unpublished ones stay."""
+    """Retention: rows published more than `older_than_days` ago go, once notifications
+    and webhooks have taken them too; anything not yet consumed stays."""
     return conn.execute(
         sa.text(
             "delete from dictamesh_billing_outbox where published_at is not null"
             " and published_at < now() - make_interval(days => :days)"
+            " and notified_at is not null and webhooks_at is not null"
         ),
         {"days": older_than_days},
     ).rowcount

@@ -389,6 +389,8 @@ outbox = _table(
     Column("published_at", TIMESTAMPTZ),
     Column("attempts", Integer),
     Column("last_error", Text),
+    Column("notified_at", TIMESTAMPTZ),
+    Column("webhooks_at", TIMESTAMPTZ),
 )
 
 stripe_webhook_events = _table(

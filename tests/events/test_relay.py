@@ -11,8 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -25,14 +24,12 @@ from dagster_billing.assets.events import billing_events_published, outbox_reten
 from dagster_billing.events import catalog
 from dagster_billing.events.outbox import Event, write_events
 from dagster_billing.events.relay import Relay
-from dagster_billing.invoicing.lifecycle import mark_overdue, mark_paid
 from dagster_billing.resources import WarehouseResource
 from dagster_billing.resources.kafka import KafkaResource
 from dagster_billing.warehouse.database import Warehouse
 from tests.events.conftest import broker_process, consume, create_topic, paused
-from tests.invoicing.conftest import Billing, Line, day
-
-AT = datetime(2026, 11, 2, 9, tzinfo=UTC)
+from tests.events.helpers import AT, every_type
+from tests.invoicing.conftest import Billing
 
 
 def _relay(engine: Engine, bootstrap: str, topic: str, **kwargs: object) -> Relay:
@@ -80,104 +77,11 @@ def _bulk_events(engine: Engine, org: str, count: int, tag: str) -> None:
         )
 
 
-def _every_type(billing: Billing, engine: Engine) -> tuple[str, str]:
-    """Two organizations, each with one event of every catalogue type, written by the
-    code that writes them in production where it exists (finalize, pay, overdue)."""
-    orgs = []
-    for n, currency in enumerate(("USD", "EUR")):
-        customer = billing.customer(currency=currency)
-        org = customer.organization_external_id
-        grant = billing.grant(customer, "10.00")
-        key = billing.draft(
-            customer,
-            day(3, 1 + n),
-            [Line("Starter (monthly)", Decimal("49.00"), unit_amount=Decimal("49.00"))],
-            credits=[(grant, "10.00")],
-        )
-        billing.finalize(day(3, 1 + n), prefix=f"EV{n}-")
-        invoice = billing.invoice(key)
-        with engine.begin() as conn:
-            mark_overdue(conn, day(5, 1))
-            mark_paid(conn, str(invoice["number"]), at=day(5, 2))
-            write_events(
-                conn,
-                [
-                    catalog.subscription_created(
-                        subscription_id=customer.subscription_external_id,
-                        organization_id=org,
-                        plan_id="starter",
-                        billing_cycle="monthly",
-                        seats=5,
-                        started_at=day(1, 1),
-                    ),
-                    catalog.subscription_updated(
-                        subscription_id=customer.subscription_external_id,
-                        organization_id=org,
-                        effective_at=day(2, 1),
-                        change_id="1",
-                        changes={"plan_id": {"from": "starter", "to": "professional"}},
-                    ),
-                    catalog.subscription_canceled(
-                        subscription_id=customer.subscription_external_id,
-                        organization_id=org,
-                        canceled_at=day(6, 1),
-                        ends_at=day(7, 1),
-                        reason="moving on",
-                    ),
-                    catalog.subscription_renewal_upcoming(
-                        subscription_id=customer.subscription_external_id,
-                        organization_id=org,
-                        plan_id="starter",
-                        renews_at=day(12, 1),
-                        amount=Decimal("990.00"),
-                        currency=currency,
-                        as_of=day(11, 1),
-                    ),
-                    catalog.payment_succeeded(
-                        payment_id=f"pay-{org}-1",
-                        invoice_id=int(invoice["id"]),
-                        invoice_number=str(invoice["number"]),
-                        organization_id=customer.organization_id,
-                        amount=Decimal("43.90"),
-                        currency=currency,
-                        attempt=2,
-                        succeeded_at=day(5, 2),
-                    ),
-                    catalog.payment_failed(
-                        payment_id=f"pay-{org}-0",
-                        invoice_id=int(invoice["id"]),
-                        invoice_number=str(invoice["number"]),
-                        organization_id=customer.organization_id,
-                        amount=Decimal("43.90"),
-                        currency=currency,
-                        attempt=1,
-                        failed_at=day(4, 2),
-                        failure_code="card_declined",
-                        next_attempt_at=day(5, 2),
-                    ),
-                    catalog.usage_threshold_reached(
-                        organization_db_id=customer.organization_id,
-                        organization_id=org,
-                        metric="api_calls",
-                        threshold=80,
-                        plan_id="starter",
-                        quota=Decimal("1000000"),
-                        usage=Decimal("800000"),
-                        period_start=day(3, 1),
-                        period_end=day(4, 1),
-                        crossed_at=day(3, 20),
-                    ),
-                ],
-            )
-        orgs.append(org)
-    return orgs[0], orgs[1]
-
-
 def test_every_event_type_arrives_as_a_valid_cloudevent_keyed_and_ordered_by_organization(
     billing: Billing, engine: Engine, kafka_broker: str, topic: str
 ) -> None:
     start = _max_id(engine)
-    first, second = _every_type(billing, engine)
+    first, second = every_type(billing, engine)
     published = _drain(engine, kafka_broker, topic)
     with engine.connect() as conn:
         rows = conn.execute(
@@ -390,8 +294,8 @@ def test_retention_deletes_only_old_published_rows(warehouse: Warehouse, engine:
         )
         conn.execute(
             sa.text(
-                "update dictamesh_billing_outbox set published_at = now() - :age"
-                " where dedupe_key = any(:keys)"
+                "update dictamesh_billing_outbox set published_at = now() - :age,"
+                " notified_at = now(), webhooks_at = now() where dedupe_key = any(:keys)"
             ),
             [
                 {"age": timedelta(days=30), "keys": ["retention-0"]},
