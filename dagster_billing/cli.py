@@ -316,3 +316,36 @@ def events_relay(
         f"events: {result.published} published to {kafka.topic}, {result.failed} failed,"
         f" {result.pending} waiting in the outbox"
     )
+
+
+@notifications_app.command("preview")
+@one_line_errors
+def notifications_preview(
+    template: str = typer.Argument(..., help="Template name, e.g. billing_invoice_generated."),
+    org: str = typer.Option(..., "--org", help="Organization external id."),
+    html: bool = typer.Option(False, "--html", help="The HTML part instead of the text part."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+) -> None:
+    """Render TEMPLATE as ORG would receive it (its latest such event, or a sample)."""
+    from dagster_billing.notifications.preview import preview
+    from dagster_billing.notifications.render import NotificationError
+    from dagster_billing.resources import InvoicingResource
+
+    invoicing = InvoicingResource.from_settings(get_settings())
+    try:
+        with _engine().connect() as conn:
+            rendered = preview(
+                conn, template, org, invoicing.seller, invoice_template_dir=invoicing.templates
+            )
+    except NotificationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    body = rendered.html if html else f"Subject: {rendered.subject}\n\n{rendered.text}"
+    attached = [f"attachment: {a.filename} ({len(a.content)} bytes)" for a in rendered.attachments]
+    if output is None:
+        typer.echo(body)
+        for line in attached:
+            typer.echo(line)
+        return
+    output.write_text(body)
+    typer.echo(f"{template} for {org}: written to {output}" + "".join(f"; {a}" for a in attached))

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from dagster_billing.events import catalog
 from dagster_billing.events.outbox import write_events
 from dagster_billing.invoicing.lifecycle import mark_overdue, mark_paid
-from tests.invoicing.conftest import Billing, Line, day
+from tests.invoicing.conftest import Billing, Customer, Line, day
 
 AT = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
@@ -106,3 +106,32 @@ def every_type(billing: Billing, engine: Engine) -> tuple[str, str]:
             )
         orgs.append(org)
     return orgs[0], orgs[1]
+
+
+def write_invoice_and_threshold(billing: Billing, engine: Engine, customer: Customer) -> None:
+    """An invoice (finalized: billing.invoice.created) and a usage alert for `customer`."""
+    key = billing.draft(
+        customer,
+        day(4, 1),
+        [Line("Starter (monthly)", Decimal("49.00"), unit_amount=Decimal("49.00"))],
+    )
+    billing.finalize(day(4, 1), prefix=f"N{customer.organization_id}-")
+    assert billing.invoice(key)["number"]
+    with engine.begin() as conn:
+        write_events(
+            conn,
+            [
+                catalog.usage_threshold_reached(
+                    organization_db_id=customer.organization_id,
+                    organization_id=customer.organization_external_id,
+                    metric="api_calls",
+                    threshold=100,
+                    plan_id="starter",
+                    quota=Decimal("1000000"),
+                    usage=Decimal("1000000"),
+                    period_start=day(4, 1),
+                    period_end=day(5, 1),
+                    crossed_at=day(4, 20),
+                )
+            ],
+        )
