@@ -3,7 +3,12 @@
 import dagster as dg
 
 from dagster_billing.assets.catalog import billing_catalog
-from dagster_billing.assets.events import events_assets, events_jobs, events_sensors
+from dagster_billing.assets.events import (
+    events_assets,
+    events_jobs,
+    events_schedules,
+    events_sensors,
+)
 from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.assets.usage import usage_daily, usage_hourly
@@ -17,6 +22,8 @@ from dagster_billing.resources import (
     WarehouseResource,
 )
 from dagster_billing.resources.kafka import KafkaResource
+from dagster_billing.resources.notifications import NotificationsResource
+from dagster_billing.resources.smtp import SmtpResource
 from dagster_billing.schedules import jobs, schedules
 from dagster_billing.sensors import sensors
 from dagster_billing.settings import Settings, get_settings
@@ -38,6 +45,8 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         ),
         "invoicing": InvoicingResource.from_settings(settings),
         "kafka": KafkaResource.from_settings(settings),
+        "smtp": SmtpResource.from_settings(settings),
+        "notifications": NotificationsResource.from_settings(settings),
     }
 
 
@@ -54,7 +63,7 @@ defs = dg.Definitions(
     ],
     asset_checks=invoicing_checks,
     jobs=[*jobs, *events_jobs],
-    schedules=schedules,
+    schedules=[*schedules, *events_schedules],
     sensors=[*sensors, *events_sensors],
     resources=build_resources(get_settings()),
 )

@@ -1,15 +1,21 @@
-"""Events: the outbox published to Kafka (asset + sensor), and published rows retired.
+"""Events: the outbox published to Kafka and turned into notifications (assets + sensor),
+renewal reminders (daily schedule), and published rows retired.
 
 The asset and `billing events relay` run the same `Relay`; the asset drains the outbox
 once and ends, so a broker outage fails nothing: rows wait for the next run.
 """
 
+from datetime import UTC, datetime
+
 import dagster as dg
 import sqlalchemy as sa
 
 from dagster_billing.events.relay import Relay, delete_published
-from dagster_billing.resources import WarehouseResource
+from dagster_billing.events.renewals import write_renewal_reminders
+from dagster_billing.resources import InvoicingResource, WarehouseResource
 from dagster_billing.resources.kafka import KafkaResource
+from dagster_billing.resources.notifications import NotificationsResource
+from dagster_billing.resources.smtp import SmtpResource
 
 # Upstream writers of outbox rows, so the lineage shows where events come from. Payments
 # (built in parallel) adds its asset key here when it lands.
@@ -63,8 +69,52 @@ def outbox_retention(warehouse: WarehouseResource, kafka: KafkaResource) -> dg.M
     )
 
 
+@dg.asset(group_name="events", deps=EVENT_SOURCES, kinds={"email"})
+def billing_notifications_sent(
+    warehouse: WarehouseResource,
+    notifications: NotificationsResource,
+    smtp: SmtpResource,
+    invoicing: InvoicingResource,
+) -> dg.MaterializeResult:
+    """New events become deliveries (one per event, channel and recipient), then are sent."""
+    result = notifications.notifier(warehouse.engine(), smtp, invoicing).run()
+    return dg.MaterializeResult(
+        metadata={"planned": result.planned, "sent": result.sent, "failed": result.failed}
+    )
+
+
+class RenewalReminderConfig(dg.Config):
+    as_of: str | None = None  # ISO instant; defaults to now (tests and backfills pin it)
+
+
+@dg.asset(group_name="events", kinds={"postgres"})
+def billing_renewal_reminders(
+    config: RenewalReminderConfig,
+    warehouse: WarehouseResource,
+    notifications: NotificationsResource,
+) -> dg.MaterializeResult:
+    """`billing.subscription.renewal_upcoming` for annual renewals within the reminder
+    window (NOTIFICATION_RENEWAL_DAYS), once per renewal."""
+    now = datetime.fromisoformat(config.as_of) if config.as_of else datetime.now(UTC)
+    with warehouse.engine().begin() as conn:
+        written = write_renewal_reminders(conn, now, notifications.renewal_days)
+    return dg.MaterializeResult(metadata={"reminders": written})
+
+
 billing_events_job = dg.define_asset_job(
-    "billing_events", selection=dg.AssetSelection.assets("billing_events_published")
+    "billing_events",
+    selection=dg.AssetSelection.assets("billing_events_published", "billing_notifications_sent"),
+)
+billing_upcoming_renewal_job = dg.define_asset_job(
+    "billing_upcoming_renewal",
+    selection=dg.AssetSelection.assets("billing_renewal_reminders", "billing_notifications_sent"),
+)
+# Daily at 08:00 UTC, a civil hour for most customers' inboxes.
+billing_upcoming_renewal_schedule = dg.ScheduleDefinition(
+    name="billing_upcoming_renewal",
+    job=billing_upcoming_renewal_job,
+    cron_schedule="0 8 * * *",
+    execution_timezone="UTC",
 )
 
 
@@ -76,8 +126,9 @@ billing_events_job = dg.define_asset_job(
 def billing_events_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """A relay run whenever the outbox has rows newer than the last run saw; the cursor is
-    the highest outbox id, so one new batch of events asks for one run."""
+    """A relay and notification run whenever the outbox has rows newer than the last run
+    saw; the cursor is the highest outbox id, so one new batch of events asks for one run
+    (rows an earlier run left waiting go with the next one)."""
     with warehouse.engine().connect() as conn:
         newest, pending = conn.execute(
             sa.text(
@@ -86,13 +137,19 @@ def billing_events_sensor(
             )
         ).one()
     seen = int(context.cursor or 0)
-    if newest <= seen or not pending:
+    if newest <= seen:
         return dg.SkipReason(f"no new events (outbox id {newest}, {pending} unpublished)")
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=f"outbox-{newest}")], cursor=str(newest)
     )
 
 
-events_assets = [billing_events_published, outbox_retention]
-events_jobs = [billing_events_job]
+events_assets = [
+    billing_events_published,
+    billing_notifications_sent,
+    billing_renewal_reminders,
+    outbox_retention,
+]
+events_jobs = [billing_events_job, billing_upcoming_renewal_job]
 events_sensors = [billing_events_sensor]
+events_schedules = [billing_upcoming_renewal_schedule]
