@@ -5,13 +5,14 @@ The asset and `billing events relay` run the same `Relay`; the asset drains the 
 once and ends, so a broker outage fails nothing: rows wait for the next run.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import sqlalchemy as sa
 
 from dagster_billing.events.relay import Relay, delete_published
 from dagster_billing.events.renewals import write_renewal_reminders
+from dagster_billing.events.webhooks import WebhookDispatcher
 from dagster_billing.resources import InvoicingResource, WarehouseResource
 from dagster_billing.resources.kafka import KafkaResource
 from dagster_billing.resources.notifications import NotificationsResource
@@ -83,6 +84,18 @@ def billing_notifications_sent(
     )
 
 
+@dg.asset(group_name="events", deps=EVENT_SOURCES, kinds={"webhook"})
+def billing_webhooks_delivered(
+    warehouse: WarehouseResource, notifications: NotificationsResource
+) -> dg.MaterializeResult:
+    """New events queued for each customer endpoint; every delivery that is due, sent."""
+    dispatcher = WebhookDispatcher(
+        warehouse.engine(), disable_after=timedelta(days=notifications.webhook_disable_after_days)
+    )
+    result = dispatcher.run(datetime.now(UTC))
+    return dg.MaterializeResult(metadata=dict(vars(result)))
+
+
 class RenewalReminderConfig(dg.Config):
     as_of: str | None = None  # ISO instant; defaults to now (tests and backfills pin it)
 
@@ -103,7 +116,9 @@ def billing_renewal_reminders(
 
 billing_events_job = dg.define_asset_job(
     "billing_events",
-    selection=dg.AssetSelection.assets("billing_events_published", "billing_notifications_sent"),
+    selection=dg.AssetSelection.assets(
+        "billing_events_published", "billing_notifications_sent", "billing_webhooks_delivered"
+    ),
 )
 billing_upcoming_renewal_job = dg.define_asset_job(
     "billing_upcoming_renewal",
@@ -136,17 +151,23 @@ def billing_events_sensor(
                 " from dictamesh_billing_outbox"
             )
         ).one()
+        retries = conn.scalar(
+            sa.text(
+                "select count(*) from dictamesh_billing_webhook_deliveries"
+                " where status = 'pending' and next_attempt_at <= now()"
+            )
+        )
     seen = int(context.cursor or 0)
-    if newest <= seen:
+    if newest <= seen and not retries:
         return dg.SkipReason(f"no new events (outbox id {newest}, {pending} unpublished)")
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"outbox-{newest}")], cursor=str(newest)
-    )
+    run_key = f"outbox-{newest}" if newest > seen else None  # retries: a run each time
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key)], cursor=str(newest))
 
 
 events_assets = [
     billing_events_published,
     billing_notifications_sent,
+    billing_webhooks_delivered,
     billing_renewal_reminders,
     outbox_retention,
 ]

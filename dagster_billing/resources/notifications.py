@@ -20,6 +20,7 @@ class NotificationsResource(dg.ConfigurableResource):
     retry_attempts: int = 3
     backoff_seconds: float = 1.0
     renewal_days: int = 30
+    webhook_disable_after_days: int = 3
 
     def notifier(
         self, engine: Engine, smtp: SmtpResource, invoicing: InvoicingResource
@@ -43,4 +44,5 @@ class NotificationsResource(dg.ConfigurableResource):
             service_enabled=settings.notification_service_enabled,
             retry_attempts=settings.notification_retry_attempts,
             renewal_days=settings.notification_renewal_days,
+            webhook_disable_after_days=settings.webhook_disable_after_days,
         )

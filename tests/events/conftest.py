@@ -14,6 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.invoicing.conftest import billing  # noqa: F401  (the invoicing rows helper)
+from tests.notifications.conftest import http_server  # noqa: F401  (a scripted receiver)
 
 PARTITIONS = 3
 
