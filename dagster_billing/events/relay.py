@@ -16,8 +16,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +31,9 @@ from dagster_billing.events.outbox import ORGANIZATION_OF_EVENT
 log = logging.getLogger("dagster_billing.events.relay")
 
 RELAY_LOCK = "dictamesh_billing_outbox_relay"
+# Marking rows published (a non-HOT update of every row) is the slowest step; batches
+# are marked on this many connections while the next batch is read and produced.
+MARK_THREADS = 1
 SPECVERSION = b"1.0"
 CONTENT_TYPE = b"application/json"
 
@@ -57,21 +61,29 @@ _MARK_FAILED = sa.text(
 _PENDING = sa.text("select count(*) from dictamesh_billing_outbox where published_at is null")
 
 
-def cloudevent_headers(row: Any) -> list[tuple[str, bytes]]:
-    """CloudEvents 1.0 Kafka binary mode: attributes as `ce_` headers, data as the value."""
+@cache
+def _type_headers(event_type: str) -> tuple[tuple[str, bytes], ...]:
+    """The headers every event of a type shares, encoded once."""
     headers = [
         ("ce_specversion", SPECVERSION),
-        ("ce_id", row.event_id.encode()),
         ("ce_source", SOURCE.encode()),
-        ("ce_type", row.event_type.encode()),
+        ("ce_type", event_type.encode()),
+        ("content-type", CONTENT_TYPE),
+    ]
+    if event_type in EVENT_TYPES:
+        headers.append(("ce_dataschema", dataschema(event_type).encode()))
+    return tuple(headers)
+
+
+def cloudevent_headers(row: Any) -> list[tuple[str, bytes]]:
+    """CloudEvents 1.0 Kafka binary mode: attributes as `ce_` headers, data as the value."""
+    return [
+        ("ce_id", row.event_id.encode()),
         ("ce_time", row.time.encode()),
         ("ce_subject", f"{row.aggregate_type}/{row.aggregate_id}".encode()),
         ("ce_partitionkey", row.organization.encode()),
-        ("content-type", CONTENT_TYPE),
+        *_type_headers(row.event_type),
     ]
-    if row.event_type in EVENT_TYPES:
-        headers.append(("ce_dataschema", dataschema(row.event_type).encode()))
-    return headers
 
 
 @dataclass
@@ -220,6 +232,28 @@ class Relay:
         return result
 
     def _run_locked(self, result: RelayResult, max_outage_seconds: float | None) -> None:
+        # Every mark is awaited before the run ends (and before a retry after a failure).
+        with ThreadPoolExecutor(
+            max_workers=MARK_THREADS, thread_name_prefix="outbox-mark"
+        ) as marker:
+            marks: list[Future[None]] = []
+            try:
+                self._batches(result, max_outage_seconds, marker, marks)
+            finally:
+                for mark in marks:
+                    mark.result()
+
+    def _marked(self, batch: _Batch) -> None:
+        with self.engine.begin() as conn:
+            self._mark(conn, batch)
+
+    def _batches(
+        self,
+        result: RelayResult,
+        max_outage_seconds: float | None,
+        marker: ThreadPoolExecutor,
+        marks: list[Future[None]],
+    ) -> None:
         after = 0
         backoff = 1.0
         while not self.stop.is_set():
@@ -238,13 +272,14 @@ class Relay:
                     break
                 if max_outage_seconds is not None and waited >= max_outage_seconds:
                     break
-            with self.engine.begin() as conn:
-                self._mark(conn, batch)
+            marks.append(marker.submit(self._marked, batch))
             result.published += len(batch.delivered)
             result.failed += len(batch.failed)
             if batch.failed or len(batch.delivered) < len(rows):
-                # The rows not acknowledged go again, first, on the next pass; a fresh
-                # producer (an idempotent one may be fenced after failed messages).
+                # The rows not acknowledged go again, first, on the next pass (after the
+                # marks land); a fresh producer (an idempotent one may be fenced).
+                for mark in marks:
+                    mark.result()
                 reason = next(iter(batch.failed.values()), None)
                 if self._outage(len(rows) - len(batch.delivered), reason):
                     result.outages += 1
