@@ -25,7 +25,7 @@ from dagster_billing.events.outbox import ORGANIZATION_OF_EVENT
 from dagster_billing.invoicing.document import Seller
 from dagster_billing.invoicing.pdf import DEFAULT_TEMPLATE_DIR
 from dagster_billing.notifications.channels import Channel, DeliveryError
-from dagster_billing.notifications.render import EventRow, NotificationError, render
+from dagster_billing.notifications.render import EventRow, NotificationError, Rendered, render_many
 from dagster_billing.notifications.specs import BY_EVENT_TYPE
 
 log = logging.getLogger("dagster_billing.notifications")
@@ -50,6 +50,23 @@ _RECIPIENTS = sa.text(
     left join dictamesh_billing_notification_recipients r on r.organization_id = g.id
     where g.external_id = any(:orgs)
     """
+)
+
+_PENDING_DELIVERIES = sa.text(
+    f"""
+    select d.id, d.channel, d.event_id::text as event_id, o.event_type, o.payload, o.occurred_at,
+           {ORGANIZATION_OF_EVENT} as organization
+    from dictamesh_billing_notification_deliveries d
+    join dictamesh_billing_outbox o on o.event_id = d.event_id
+    where d.status = 'pending' and d.id > :after and d.channel = any(:channels)
+    order by d.id
+    limit :limit
+    """
+)
+
+_CLAIM = sa.text(
+    "select * from dictamesh_billing_notification_deliveries"
+    " where id = :id and status = 'pending' for update skip locked"
 )
 
 _INSERT_DELIVERIES = sa.text(
@@ -181,50 +198,54 @@ class Notifier:
 
     # -- sending -------------------------------------------------------------------------
 
-    def send_pending(self, limit: int | None = None) -> tuple[int, int]:
-        """Send pending deliveries one by one; returns (sent, failed)."""
+    def send_pending(self, limit: int | None = None, batch_size: int = 200) -> tuple[int, int]:
+        """Send pending deliveries; returns (sent, failed).
+
+        A batch is rendered together (the rows it shares read once), then each delivery
+        is locked, sent and recorded in its own transaction, so a crash repeats at most
+        the one message in flight, and a delivery another sender holds is skipped.
+        """
         sent = failed = 0
+        after = 0
         while limit is None or sent + failed < limit:
-            with self.engine.begin() as conn:
-                delivery = conn.execute(
-                    sa.text(
-                        "select d.*, o.event_type, o.payload, o.occurred_at,"
-                        f" {ORGANIZATION_OF_EVENT} as organization"
-                        " from dictamesh_billing_notification_deliveries d"
-                        " join dictamesh_billing_outbox o on o.event_id = d.event_id"
-                        " where d.status = 'pending' and d.channel = any(:channels)"
-                        " order by d.id limit 1 for update of d skip locked"
-                    ),
-                    {"channels": list(self.channels)},
-                ).one_or_none()
-                if delivery is None:
+            size = batch_size if limit is None else min(batch_size, limit - sent - failed)
+            with self.engine.connect() as conn:
+                batch = conn.execute(
+                    _PENDING_DELIVERIES,
+                    {"after": after, "limit": size, "channels": list(self.channels)},
+                ).all()
+                if not batch:
                     break
-                if self._deliver(conn, delivery):
-                    sent += 1
-                else:
-                    failed += 1
+                events = [
+                    EventRow(d.event_id, d.event_type, d.organization, d.payload, d.occurred_at)
+                    for d in batch
+                ]
+                messages = render_many(
+                    conn,
+                    events,
+                    self.seller,
+                    attach_pdf=[self.attach_pdf and d.channel == "email" for d in batch],
+                    invoice_template_dir=self.invoice_template_dir,
+                )
+            for candidate, message in zip(batch, messages, strict=True):
+                after = candidate.id
+                with self.engine.begin() as conn:
+                    delivery = conn.execute(_CLAIM, {"id": candidate.id}).one_or_none()
+                    if delivery is None:
+                        continue  # sent meanwhile, or another sender holds it
+                    if self._deliver(conn, delivery, message):
+                        sent += 1
+                    else:
+                        failed += 1
         return sent, failed
 
-    def _deliver(self, conn: Connection, delivery: Any) -> bool:
+    def _deliver(
+        self, conn: Connection, delivery: Any, message: Rendered | NotificationError
+    ) -> bool:
+        if isinstance(message, NotificationError):
+            return self._finish(conn, delivery, delivery.attempts + 1, False, f"render: {message}")
         key = f"{delivery.event_id}:{delivery.channel}:{delivery.recipient}"
         channel = self.channels[delivery.channel]
-        event = EventRow(
-            delivery.event_id,
-            delivery.event_type,
-            delivery.organization,
-            delivery.payload,
-            delivery.occurred_at,
-        )
-        try:
-            message = render(
-                conn,
-                event,
-                self.seller,
-                attach_pdf=self.attach_pdf and delivery.channel == "email",
-                invoice_template_dir=self.invoice_template_dir,
-            )
-        except NotificationError as exc:
-            return self._finish(conn, delivery, delivery.attempts + 1, False, f"render: {exc}")
         attempt = delivery.attempts
         wait = self.backoff
         error = ""

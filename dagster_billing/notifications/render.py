@@ -4,6 +4,7 @@ says exactly what the invoice says, in the organization's locale."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +16,7 @@ import jinja2
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from dagster_billing.invoicing import InvoicingError
 from dagster_billing.invoicing.document import Formatter, Seller, load_documents
 from dagster_billing.invoicing.pdf import DEFAULT_TEMPLATE_DIR, render_pdf
 from dagster_billing.notifications.specs import BY_EVENT_TYPE, TEMPLATES, TemplateSpec
@@ -64,19 +66,6 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _organization(conn: Connection, external_id: str) -> Any:
-    row = conn.execute(
-        sa.text(
-            "select id, external_id, name, email, currency, coalesce(locale, 'en_US') as locale"
-            " from dictamesh_billing_organizations where external_id = :e"
-        ),
-        {"e": external_id},
-    ).one_or_none()
-    if row is None:
-        raise NotificationError(f"organization: no organization {external_id!r}")
-    return row
-
-
 def _plan_name(conn: Connection, plan_id: str | None, subscription: str | None) -> str:
     name = conn.scalar(
         sa.text(
@@ -93,19 +82,50 @@ def _when(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _invoice(conn: Connection, invoice_id: int, seller: Seller) -> dict[str, Any]:
-    (document,) = load_documents(conn, [invoice_id], seller)
-    return document
+@dataclass
+class Preloaded:
+    """Rows many events share, read in one query each (organizations, invoice documents)."""
+
+    organizations: dict[str, Any] = field(default_factory=dict)
+    documents: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def preload(conn: Connection, events: list[EventRow], seller: Seller) -> Preloaded:
+    orgs = sorted({e.organization for e in events})
+    rows = conn.execute(
+        sa.text(
+            "select id, external_id, name, email, currency, coalesce(locale, 'en_US') as locale"
+            " from dictamesh_billing_organizations where external_id = any(:e)"
+        ),
+        {"e": orgs},
+    )
+    invoice_ids = sorted(
+        {int(e.payload["invoice_id"]) for e in events if "invoice_id" in e.payload}
+    )
+    documents = dict(zip(invoice_ids, load_documents(conn, invoice_ids, seller), strict=True))
+    return Preloaded({row.external_id: row for row in rows}, documents)
+
+
+@cache
+def _formatter(currency: str, locale: str) -> Formatter:
+    return Formatter(currency, locale)
 
 
 def build_context(
-    conn: Connection, event: EventRow, spec: TemplateSpec, seller: Seller
+    conn: Connection,
+    event: EventRow,
+    spec: TemplateSpec,
+    seller: Seller,
+    preloaded: Preloaded | None = None,
 ) -> dict[str, Any]:
     """Everything a template may use: the organization, formatted amounts and dates."""
-    org = _organization(conn, event.organization)
+    preloaded = preloaded or preload(conn, [event], seller)
+    org = preloaded.organizations.get(event.organization)
+    if org is None:
+        raise NotificationError(f"organization: no organization {event.organization!r}")
     payload = event.payload
     currency = (payload.get("currency") or org.currency or "USD").strip()
-    fmt = Formatter(currency, org.locale)
+    fmt = _formatter(currency, org.locale)
     context: dict[str, Any] = {
         "organization": {"name": org.name, "account": org.external_id, "email": org.email},
         "lang": fmt.locale.language,
@@ -113,8 +133,8 @@ def build_context(
         "event_id": event.event_id,
     }
     if "invoice_id" in payload:
-        context["invoice"] = _invoice(conn, int(payload["invoice_id"]), seller)
-        fmt = Formatter(context["invoice"]["currency"], org.locale)
+        context["invoice"] = preloaded.documents[int(payload["invoice_id"])]
+        fmt = _formatter(context["invoice"]["currency"], org.locale)
     if event.event_type.startswith("billing.payment."):
         context["amount"] = fmt.money(Decimal(payload["amount"]))
         paid = _when(payload.get("succeeded_at")) or event.occurred_at
@@ -168,12 +188,16 @@ def render(
     *,
     attach_pdf: bool = True,
     invoice_template_dir: Path = DEFAULT_TEMPLATE_DIR,
+    preloaded: Preloaded | None = None,
 ) -> Rendered:
     """The notification for `event` (its template is chosen by event type)."""
     spec = BY_EVENT_TYPE.get(event.event_type)
     if spec is None:
         raise NotificationError(f"event_type: no template for {event.event_type!r}")
-    context = build_context(conn, event, spec, seller)
+    try:
+        context = build_context(conn, event, spec, seller, preloaded)
+    except InvoicingError as exc:
+        raise NotificationError(str(exc)) from None
     env = _environment()
     try:
         subject = env.from_string(spec.subject).render(context).strip()
@@ -186,6 +210,40 @@ def render(
     if spec.attach_invoice and attach_pdf:
         attachments.append(_invoice_pdf(conn, context["invoice"], invoice_template_dir))
     return Rendered(spec.name, subject, text, html, str(context["lang"]), attachments)
+
+
+def render_many(
+    conn: Connection,
+    events: Sequence[EventRow],
+    seller: Seller,
+    *,
+    attach_pdf: Sequence[bool] | None = None,
+    invoice_template_dir: Path = DEFAULT_TEMPLATE_DIR,
+) -> list[Rendered | NotificationError]:
+    """Render a batch, reading the rows it shares once and each event once (several
+    recipients of one event share its message); a failure is returned in its place."""
+    attach = list(attach_pdf) if attach_pdf is not None else [True] * len(events)
+    try:
+        preloaded: Preloaded | None = preload(conn, list(events), seller)
+    except InvoicingError:
+        preloaded = None  # one bad invoice: each event on its own, to find it
+    done: dict[tuple[str, bool], Rendered | NotificationError] = {}
+    for event, with_pdf in zip(events, attach, strict=True):
+        key = (event.event_id, with_pdf)
+        if key in done:
+            continue
+        try:
+            done[key] = render(
+                conn,
+                event,
+                seller,
+                attach_pdf=with_pdf,
+                invoice_template_dir=invoice_template_dir,
+                preloaded=preloaded,
+            )
+        except NotificationError as exc:
+            done[key] = exc
+    return [done[(e.event_id, a)] for e, a in zip(events, attach, strict=True)]
 
 
 def template_names() -> list[str]:
