@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
@@ -222,93 +223,66 @@ def credit_applied(
     )
 
 
-def _payment(
-    event_type: str,
-    *,
-    payment_id: str,
-    invoice_id: int,
-    invoice_number: str,
-    organization_id: int | str,
-    amount: Decimal,
-    currency: str,
-    attempt: int,
-    at: datetime,
-    extra: Mapping[str, Any],
-) -> Event:
+@dataclass(frozen=True)
+class Charge:
+    """The facts every payment event carries: one attempt to collect an invoice.
+    `payment_id` is our attempt id or the provider's (a PaymentIntent id)."""
+
+    payment_id: str
+    invoice_id: int
+    invoice_number: str
+    organization_id: int | str
+    amount: Decimal
+    currency: str
+    attempt: int
+    provider: str = "stripe"
+
+
+def _payment(event_type: str, charge: Charge, at: datetime, extra: Mapping[str, Any]) -> Event:
     return Event(
         event_type,
         "payment",
-        payment_id,
-        f"{event_type}:{payment_id}",
+        charge.payment_id,
+        f"{event_type}:{charge.payment_id}",
         {
-            "payment_id": payment_id,
-            "invoice_id": invoice_id,
-            "invoice_number": invoice_number,
-            "organization_id": organization_id,
-            "amount": _money(amount),
-            "currency": currency,
-            "attempt": attempt,
+            "payment_id": charge.payment_id,
+            "invoice_id": charge.invoice_id,
+            "invoice_number": charge.invoice_number,
+            "organization_id": charge.organization_id,
+            "amount": _money(charge.amount),
+            "currency": charge.currency,
+            "attempt": charge.attempt,
+            "provider": charge.provider,
             **{k: v for k, v in extra.items() if v is not None},
         },
         at,
     )
 
 
-def payment_succeeded(
-    *,
-    payment_id: str,
-    invoice_id: int,
-    invoice_number: str,
-    organization_id: int | str,
-    amount: Decimal,
-    currency: str,
-    attempt: int,
-    succeeded_at: datetime,
-    provider: str = "stripe",
-) -> Event:
-    """A charge that settled an invoice (payment_id: our attempt id or the provider's)."""
+def payment_succeeded(charge: Charge, *, succeeded_at: datetime) -> Event:
+    """A charge that settled an invoice; once per payment id."""
     return _payment(
         "billing.payment.succeeded",
-        payment_id=payment_id,
-        invoice_id=invoice_id,
-        invoice_number=invoice_number,
-        organization_id=organization_id,
-        amount=amount,
-        currency=currency,
-        attempt=attempt,
-        at=succeeded_at,
-        extra={"provider": provider, "succeeded_at": succeeded_at.isoformat()},
+        charge,
+        succeeded_at,
+        {"succeeded_at": succeeded_at.isoformat()},
     )
 
 
 def payment_failed(
+    charge: Charge,
     *,
-    payment_id: str,
-    invoice_id: int,
-    invoice_number: str,
-    organization_id: int | str,
-    amount: Decimal,
-    currency: str,
-    attempt: int,
     failed_at: datetime,
     failure_code: str,
     failure_message: str | None = None,
     next_attempt_at: datetime | None = None,
-    provider: str = "stripe",
 ) -> Event:
     """A declined or failed charge; `next_attempt_at` when dunning will retry."""
     return _payment(
         "billing.payment.failed",
-        payment_id=payment_id,
-        invoice_id=invoice_id,
-        invoice_number=invoice_number,
-        organization_id=organization_id,
-        amount=amount,
-        currency=currency,
-        attempt=attempt,
-        at=failed_at,
-        extra={
-            "provider": provider,
+        charge,
+        failed_at,
+        {
             "failed_at": failed_at.isoformat(),
             "failure_code": failure_code,
             "failure_message": failure_message,

@@ -86,3 +86,33 @@ def write_events(conn: Connection, events: Iterable[Event]) -> int:
     if not rows:
         return 0
     return conn.execute(_INSERT_EVENTS, {"events": json.dumps(rows)}).rowcount
+
+
+# The outbox's consumers besides the relay, each with the column that marks a row taken.
+CONSUMER_MARKS = {"notifications": "notified_at", "webhooks": "webhooks_at"}
+
+
+def take_events(conn: Connection, consumer: str, limit: int) -> list[Any]:
+    """The oldest rows `consumer` has not taken, marked taken in the caller's transaction.
+
+    Rows are locked with SKIP LOCKED, so two runs split the work instead of doing it
+    twice; a run that rolls back leaves its rows for the next. A mark column, not a cursor
+    on the id: a transaction that commits late can hold a smaller id than rows already
+    read.
+    """
+    column = CONSUMER_MARKS[consumer]
+    rows = conn.execute(
+        sa.text(
+            f"select o.id, o.event_id::text as event_id, o.event_type, o.payload,"
+            f" o.occurred_at, {ORGANIZATION_OF_EVENT} as organization"
+            f" from dictamesh_billing_outbox o where o.{column} is null"
+            " order by o.id limit :limit for update of o skip locked"
+        ),
+        {"limit": limit},
+    ).all()
+    if rows:
+        conn.execute(
+            sa.text(f"update dictamesh_billing_outbox set {column} = now() where id = any(:ids)"),
+            {"ids": [r.id for r in rows]},
+        )
+    return rows

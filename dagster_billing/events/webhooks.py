@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from dagster_billing.events.catalog import EVENT_TYPES, SOURCE, dataschema
-from dagster_billing.events.outbox import ORGANIZATION_OF_EVENT
+from dagster_billing.events.outbox import take_events
 
 log = logging.getLogger("dagster_billing.events.webhooks")
 
@@ -88,18 +88,6 @@ def register_endpoint(
     )
     return int(endpoint_id), secret
 
-
-_UNDISPATCHED = sa.text(
-    f"""
-    select o.id, o.event_id::text as event_id, o.event_type,
-           {ORGANIZATION_OF_EVENT} as organization
-    from dictamesh_billing_outbox o
-    where o.webhooks_at is null
-    order by o.id
-    limit :limit
-    for update of o skip locked
-    """
-)
 
 _FAN_OUT = sa.text(
     """
@@ -178,7 +166,7 @@ class WebhookDispatcher:
         queued = 0
         while True:
             with self.engine.begin() as conn:
-                rows = conn.execute(_UNDISPATCHED, {"limit": batch_size}).all()
+                rows = take_events(conn, "webhooks", batch_size)
                 if not rows:
                     return queued
                 payload = [
@@ -190,13 +178,6 @@ class WebhookDispatcher:
                     for r in rows
                 ]
                 queued += conn.execute(_FAN_OUT, {"rows": json.dumps(payload), "now": now}).rowcount
-                conn.execute(
-                    sa.text(
-                        "update dictamesh_billing_outbox set webhooks_at = now()"
-                        " where id = any(:ids)"
-                    ),
-                    {"ids": [r.id for r in rows]},
-                )
 
     def deliver_due(self, now: datetime, result: WebhookResult | None = None) -> WebhookResult:
         """Attempt every delivery due at `now` once."""

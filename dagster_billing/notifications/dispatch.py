@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from dagster_billing.events.outbox import ORGANIZATION_OF_EVENT
+from dagster_billing.events.outbox import ORGANIZATION_OF_EVENT, take_events
 from dagster_billing.invoicing.document import Seller
 from dagster_billing.invoicing.pdf import DEFAULT_TEMPLATE_DIR
 from dagster_billing.notifications.channels import Channel, DeliveryError
@@ -29,18 +29,6 @@ from dagster_billing.notifications.render import EventRow, NotificationError, Re
 from dagster_billing.notifications.specs import BY_EVENT_TYPE
 
 log = logging.getLogger("dagster_billing.notifications")
-
-_UNNOTIFIED = sa.text(
-    f"""
-    select o.id, o.event_id::text as event_id, o.event_type, o.payload, o.occurred_at,
-           {ORGANIZATION_OF_EVENT} as organization
-    from dictamesh_billing_outbox o
-    where o.notified_at is null
-    order by o.id
-    limit :limit
-    for update of o skip locked
-    """
-)
 
 _RECIPIENTS = sa.text(
     """
@@ -152,17 +140,10 @@ class Notifier:
         created = 0
         while True:
             with self.engine.begin() as conn:
-                rows = conn.execute(_UNNOTIFIED, {"limit": batch_size}).all()
+                rows = take_events(conn, "notifications", batch_size)
                 if not rows:
                     return created
                 created += self._plan_rows(conn, rows)
-                conn.execute(
-                    sa.text(
-                        "update dictamesh_billing_outbox set notified_at = now()"
-                        " where id = any(:ids)"
-                    ),
-                    {"ids": [r.id for r in rows]},
-                )
 
     def _plan_rows(self, conn: Connection, rows: list[Any]) -> int:
         wanted = [r for r in rows if r.event_type in BY_EVENT_TYPE]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.engine import Engine
@@ -69,23 +69,27 @@ def every_type(billing: Billing, engine: Engine) -> tuple[str, str]:
                         as_of=day(11, 1),
                     ),
                     catalog.payment_succeeded(
-                        payment_id=f"pay-{org}-1",
-                        invoice_id=int(invoice["id"]),
-                        invoice_number=str(invoice["number"]),
-                        organization_id=customer.organization_id,
-                        amount=Decimal("43.90"),
-                        currency=currency,
-                        attempt=2,
+                        catalog.Charge(
+                            f"pay-{org}-1",
+                            int(invoice["id"]),
+                            str(invoice["number"]),
+                            customer.organization_id,
+                            Decimal("43.90"),
+                            currency,
+                            2,
+                        ),
                         succeeded_at=day(5, 2),
                     ),
                     catalog.payment_failed(
-                        payment_id=f"pay-{org}-0",
-                        invoice_id=int(invoice["id"]),
-                        invoice_number=str(invoice["number"]),
-                        organization_id=customer.organization_id,
-                        amount=Decimal("43.90"),
-                        currency=currency,
-                        attempt=1,
+                        catalog.Charge(
+                            f"pay-{org}-0",
+                            int(invoice["id"]),
+                            str(invoice["number"]),
+                            customer.organization_id,
+                            Decimal("43.90"),
+                            currency,
+                            1,
+                        ),
                         failed_at=day(4, 2),
                         failure_code="card_declined",
                         next_attempt_at=day(5, 2),
@@ -135,3 +139,20 @@ def write_invoice_and_threshold(billing: Billing, engine: Engine, customer: Cust
                 )
             ],
         )
+
+
+def write_seat_changes(engine: Engine, org: str, count: int, tag: str) -> list[str]:
+    """`count` subscription updates for `org`, one second apart; returns their dedupe keys."""
+    events = [
+        catalog.subscription_updated(
+            subscription_id=f"sub-{org}",
+            organization_id=org,
+            effective_at=AT + timedelta(seconds=n),
+            change_id=f"{tag}-{n}",
+            changes={"seats": {"from": n, "to": n + 1}},
+        )
+        for n in range(count)
+    ]
+    with engine.begin() as conn:
+        write_events(conn, events)
+    return [e.dedupe_key for e in events]

@@ -28,7 +28,7 @@ from dagster_billing.resources import WarehouseResource
 from dagster_billing.resources.kafka import KafkaResource
 from dagster_billing.warehouse.database import Warehouse
 from tests.events.conftest import broker_process, consume, create_topic, paused
-from tests.events.helpers import AT, every_type
+from tests.events.helpers import AT, every_type, write_seat_changes
 from tests.invoicing.conftest import Billing
 
 
@@ -58,23 +58,6 @@ def _outbox_ids(engine: Engine, since: int = 0) -> set[str]:
 def _max_id(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.scalar(sa.text("select coalesce(max(id), 0) from dictamesh_billing_outbox"))
-
-
-def _bulk_events(engine: Engine, org: str, count: int, tag: str) -> None:
-    with engine.begin() as conn:
-        write_events(
-            conn,
-            [
-                catalog.subscription_updated(
-                    subscription_id=f"sub-{org}",
-                    organization_id=org,
-                    effective_at=AT + timedelta(seconds=n),
-                    change_id=f"{tag}-{n}",
-                    changes={"seats": {"from": n, "to": n + 1}},
-                )
-                for n in range(count)
-            ],
-        )
 
 
 def test_every_event_type_arrives_as_a_valid_cloudevent_keyed_and_ordered_by_organization(
@@ -133,7 +116,7 @@ def test_broker_paused_mid_relay_loses_nothing_and_says_so_once(
     start = _max_id(engine)
     _drain(engine, kafka_broker, create_topic(kafka_broker))  # earlier tests' rows
     start = _max_id(engine)
-    _bulk_events(engine, "org-outage", 2000, "before")
+    write_seat_changes(engine, "org-outage", 2000, "before")
     broker = broker_process(kafka_broker)
     stop = threading.Event()
     relay = _relay(engine, kafka_broker, topic, batch_size=500, stop=stop)
@@ -141,7 +124,7 @@ def test_broker_paused_mid_relay_loses_nothing_and_says_so_once(
     follower = threading.Thread(target=relay.follow, kwargs={"idle_seconds": 0.2})
     with paused(broker):
         follower.start()
-        _bulk_events(engine, "org-outage", 1000, "during")
+        write_seat_changes(engine, "org-outage", 1000, "during")
         deadline = time.monotonic() + 30
         while "Kafka unreachable" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -178,7 +161,7 @@ def test_relay_dying_between_produce_and_mark_duplicates_but_never_loses(
 ) -> None:
     _drain(engine, kafka_broker, create_topic(kafka_broker))
     start = _max_id(engine)
-    _bulk_events(engine, "org-crash", 300, "crash")
+    write_seat_changes(engine, "org-crash", 300, "crash")
 
     def die(*_: object) -> None:
         raise SystemExit("killed before marking")
@@ -225,7 +208,7 @@ def test_relay_follow_killed_outright_then_restarted_loses_nothing_and_stops_on_
     env = _cli_env(warehouse, kafka_broker, topic)
     argv = [billing, "events", "relay", "--follow", "--batch-size", "200"]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _bulk_events(engine, "org-kill", 3000, "kill")
+    write_seat_changes(engine, "org-kill", 3000, "kill")
     deadline = time.monotonic() + 60
     with engine.connect() as conn:
         while time.monotonic() < deadline and not conn.scalar(
@@ -260,7 +243,7 @@ def test_asset_publishes_and_without_a_broker_leaves_events_waiting(
     warehouse: Warehouse, engine: Engine, kafka_broker: str, topic: str
 ) -> None:
     _drain(engine, kafka_broker, create_topic(kafka_broker))
-    _bulk_events(engine, "org-asset", 5, "asset")
+    write_seat_changes(engine, "org-asset", 5, "asset")
     warehouse_resource = WarehouseResource(dsn=warehouse.libpq_url(), data_dir="/nonexistent")
     result = dg.materialize(
         [billing_events_published],

@@ -13,9 +13,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dagster_billing.events import catalog
-from dagster_billing.events.outbox import write_events
 from dagster_billing.events.webhooks import WebhookDispatcher, WebhookError, register_endpoint
+from tests.events.helpers import write_seat_changes
 from tests.invoicing.conftest import Billing
 from tests.notifications.conftest import ScriptedServer
 
@@ -32,23 +31,6 @@ def documented_verify() -> Any:
     namespace: dict[str, Any] = {}
     exec(block.group(1), namespace)
     return namespace["verify"]
-
-
-def _event(engine: Engine, org: str, n: int) -> str:
-    with engine.begin() as conn:
-        write_events(
-            conn,
-            [
-                catalog.subscription_updated(
-                    subscription_id=f"sub-{org}",
-                    organization_id=org,
-                    effective_at=NOW,
-                    change_id=f"hook-{n}",
-                    changes={"seats": {"from": n, "to": n + 1}},
-                )
-            ],
-        )
-    return f"billing.subscription.updated:sub-{org}:hook-{n}"
 
 
 def _settled(engine: Engine) -> WebhookDispatcher:
@@ -77,7 +59,7 @@ def test_signed_delivery_verifies_with_the_documented_example_and_503_is_retried
     org = billing.customer().organization_external_id
     with engine.begin() as conn:
         endpoint, _ = register_endpoint(conn, org, f"{http_server.url}/hooks", secret=SECRET)
-    _event(engine, org, 1)
+    write_seat_changes(engine, org, 1, "hook1")
     http_server.answer(503, 200)
 
     first = dispatcher.run(NOW)
@@ -95,14 +77,14 @@ def test_signed_delivery_verifies_with_the_documented_example_and_503_is_retried
     for request in (first_request, second_request):
         signature = request.headers["DictaMesh-Signature"]
         assert verify(SECRET, signature, request.body)
-        assert not verify(SECRET, signature, request.body.replace(b'"to":2', b'"to":9'))
+        assert not verify(SECRET, signature, request.body.replace(b'"to":1', b'"to":9'))
         assert not verify("whsec_other_secret_000000", signature, request.body)
     assert [r.headers["DictaMesh-Delivery-Attempt"] for r in http_server.requests] == ["1", "2"]
     document = json.loads(second_request.body)
     assert document["specversion"] == "1.0"
     assert document["type"] == "billing.subscription.updated"
     assert document["id"] == second_request.headers["DictaMesh-Event-Id"]
-    assert document["data"]["changes"] == {"seats": {"from": 1, "to": 2}}
+    assert document["data"]["changes"] == {"seats": {"from": 0, "to": 1}}
 
     stale = re.sub(r"t=\d+", "t=1000", first_request.headers["DictaMesh-Signature"])
     assert not verify(SECRET, stale, first_request.body)
@@ -115,8 +97,8 @@ def test_an_endpoint_failing_for_days_is_disabled_and_its_queue_fails(
     org = billing.customer().organization_external_id
     with engine.begin() as conn:
         endpoint, _ = register_endpoint(conn, org, f"{http_server.url}/dead", secret=SECRET)
-    _event(engine, org, 1)
-    _event(engine, org, 2)
+    write_seat_changes(engine, org, 1, "hook1")
+    write_seat_changes(engine, org, 1, "hook2")
     http_server.answer(500)
     assert dispatcher.run(NOW).retrying == 2
     later = dispatcher.deliver_due(NOW + timedelta(days=3, seconds=1))
@@ -128,7 +110,7 @@ def test_an_endpoint_failing_for_days_is_disabled_and_its_queue_fails(
         )
     assert status == "disabled"
     assert {a.status for a in _attempts(engine, endpoint)} == {"failed"}
-    _event(engine, org, 3)
+    write_seat_changes(engine, org, 1, "hook3")
     assert dispatcher.run(NOW + timedelta(days=4)).queued == 0  # disabled: nothing queued
 
 
