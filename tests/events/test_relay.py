@@ -20,7 +20,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dagster_billing.assets.events import billing_events_published, outbox_retention
+from dagster_billing.assets.events import (
+    billing_events_published,
+    billing_events_sensor,
+    outbox_retention,
+)
 from dagster_billing.events import catalog
 from dagster_billing.events.outbox import Event, write_events
 from dagster_billing.events.relay import Relay
@@ -304,3 +308,31 @@ def test_retention_deletes_only_old_published_rows(warehouse: Warehouse, engine:
             )
         )
     assert left == {"retention-1", "retention-2"}
+
+
+def test_sensor_asks_for_one_run_per_new_batch_of_events(
+    warehouse: Warehouse, engine: Engine
+) -> None:
+    write_seat_changes(engine, "org-sensor", 2, "sensor")
+    newest = _max_id(engine)
+    resources = {"warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir="/nonexistent")}
+    with dg.build_sensor_context(resources=resources, cursor=str(newest - 2)) as context:
+        result = billing_events_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    assert [r.run_key for r in result.run_requests or []] == [f"outbox-{newest}"]
+    assert result.cursor == str(newest)
+    with dg.build_sensor_context(resources=resources, cursor=str(newest)) as context:
+        assert isinstance(billing_events_sensor(context), dg.SkipReason)
+
+
+def test_relay_without_a_broker_configured_says_so_in_one_line(warehouse: Warehouse) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env["BILLING_DATABASE_DSN"] = warehouse.libpq_url()
+    billing = str(Path(sys.executable).with_name("billing"))
+    done = subprocess.run(
+        [billing, "events", "relay"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: KAFKA_BOOTSTRAP_SERVERS: not set; events stay in the outbox"
+    )
