@@ -463,7 +463,11 @@ def _demo_broker(settings: Settings) -> Iterator[str | None]:
         yield f"127.0.0.1:{port}"
     finally:
         broker.terminate()
-        broker.wait(timeout=10)
+        try:
+            broker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait()
 
 
 def publish_and_notify(settings: Settings) -> list[str]:
@@ -495,8 +499,9 @@ def publish_and_notify(settings: Settings) -> list[str]:
     if bootstrap:
         temporary = "" if settings.kafka_bootstrap_servers else " (a temporary tansu broker)"
         lines.append(
-            f"events: {events['published'].value} published to {settings.kafka_events_topic}"
-            f" at {bootstrap}{temporary}, {events['pending'].value} waiting"
+            f"events: {events['published'].value} published now to"
+            f" {settings.kafka_events_topic} at {bootstrap}{temporary},"
+            f" {events['pending'].value} waiting in the outbox"
         )
     else:
         lines.append(

@@ -30,10 +30,9 @@ class Event:
 
 
 # The external id of the organization an outbox row `o` belongs to (the Kafka key, the
-# notification's addressee): written in the row's headers, or the organization aggregate,
-# or named in the payload (external id, or the warehouse id), or the invoice's.
+# notification's addressee): the organization aggregate, or named in the payload (external
+# id, or the warehouse id), or the invoice's; the aggregate id as a last resort.
 ORGANIZATION_OF_EVENT = """coalesce(
-    o.headers ->> 'partitionkey',
     case when o.aggregate_type = 'organization' then o.aggregate_id end,
     o.payload ->> 'organization_external_id',
     case jsonb_typeof(o.payload -> 'organization_id')
