@@ -39,6 +39,10 @@ app.add_typer(invoice_app, name="invoice")
 app.add_typer(metrics_app, name="metrics")
 api_key_app = typer.Typer(no_args_is_help=True, help="REST API keys: create, list, revoke.")
 app.add_typer(api_key_app, name="api-key")
+events_app = typer.Typer(no_args_is_help=True, help="Billing events: the outbox relay to Kafka.")
+notifications_app = typer.Typer(no_args_is_help=True, help="Customer notifications.")
+app.add_typer(events_app, name="events")
+app.add_typer(notifications_app, name="notifications")
 
 
 def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -368,3 +372,65 @@ def dev(ctx: typer.Context) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     raise typer.Exit(child.wait())
+
+
+@events_app.command("relay")
+@one_line_errors
+def events_relay(
+    follow: bool = typer.Option(False, "--follow", help="Keep relaying until SIGTERM/SIGINT."),
+    batch_size: int = typer.Option(10_000, min=1, help="Rows read and produced per batch."),
+) -> None:
+    """Publish unpublished outbox rows to Kafka (KAFKA_BOOTSTRAP_SERVERS) as CloudEvents."""
+    import logging
+    import threading
+
+    from dagster_billing.events.relay import Relay
+    from dagster_billing.resources.kafka import KafkaResource
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    kafka = KafkaResource.from_settings(get_settings())
+    if not kafka.configured:
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: not set; events stay in the outbox")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    relay = Relay(_engine(), kafka.producer_config(), kafka.topic, batch_size=batch_size, stop=stop)
+    result = relay.follow() if follow else relay.run()
+    relay.close()
+    typer.echo(
+        f"events: {result.published} published to {kafka.topic}, {result.failed} failed,"
+        f" {result.pending} waiting in the outbox"
+    )
+
+
+@notifications_app.command("preview")
+@one_line_errors
+def notifications_preview(
+    template: str = typer.Argument(..., help="Template name, e.g. billing_invoice_generated."),
+    org: str = typer.Option(..., "--org", help="Organization external id."),
+    html: bool = typer.Option(False, "--html", help="The HTML part instead of the text part."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+) -> None:
+    """Render TEMPLATE as ORG would receive it (its latest such event, or a sample)."""
+    from dagster_billing.notifications.preview import preview
+    from dagster_billing.notifications.render import NotificationError
+    from dagster_billing.resources import InvoicingResource
+
+    invoicing = InvoicingResource.from_settings(get_settings())
+    try:
+        with _engine().connect() as conn:
+            rendered = preview(
+                conn, template, org, invoicing.seller, invoice_template_dir=invoicing.templates
+            )
+    except NotificationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    body = rendered.html if html else f"Subject: {rendered.subject}\n\n{rendered.text}"
+    attached = [f"attachment: {a.filename} ({len(a.content)} bytes)" for a in rendered.attachments]
+    if output is None:
+        typer.echo(body)
+        for line in attached:
+            typer.echo(line)
+        return
+    output.write_text(body)
+    typer.echo(f"{template} for {org}: written to {output}" + "".join(f"; {a}" for a in attached))

@@ -3,6 +3,12 @@
 import dagster as dg
 
 from dagster_billing.assets.catalog import billing_catalog
+from dagster_billing.assets.events import (
+    events_assets,
+    events_jobs,
+    events_schedules,
+    events_sensors,
+)
 from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.assets.usage import usage_daily, usage_hourly
@@ -16,6 +22,9 @@ from dagster_billing.resources import (
     PrometheusResource,
     RatingResource,
 )
+from dagster_billing.resources.kafka import KafkaResource
+from dagster_billing.resources.notifications import NotificationsResource
+from dagster_billing.resources.smtp import SmtpResource
 from dagster_billing.schedules import jobs, schedules
 from dagster_billing.sensors import sensors
 from dagster_billing.settings import Settings, get_settings
@@ -37,6 +46,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             dbt_executable=DBT_EXECUTABLE,
         ),
         "invoicing": InvoicingResource.from_settings(settings),
+        "kafka": KafkaResource.from_settings(settings),
+        "smtp": SmtpResource.from_settings(settings),
+        "notifications": NotificationsResource.from_settings(settings),
     }
 
 
@@ -50,10 +62,11 @@ defs = dg.Definitions(
         billing_invoice_models,
         *invoicing_assets,
         *finalized_invoice_tables,
+        *events_assets,
     ],
     asset_checks=invoicing_checks,
-    jobs=jobs,
-    schedules=schedules,
-    sensors=sensors,
+    jobs=[*jobs, *events_jobs],
+    schedules=[*schedules, *events_schedules],
+    sensors=[*sensors, *events_sensors],
     resources=build_resources(get_settings()),
 )

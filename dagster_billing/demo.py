@@ -7,7 +7,12 @@ the rows in place and changes nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -414,6 +419,8 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
     echo(f"demo data: {created} new rows")
     materialized = materialize_all(settings, dagster_environment(warehouse, settings), engine)
     echo(f"materialized {len(materialized)} assets")
+    for line in publish_and_notify(settings):
+        echo(line)
     for line in _summary(engine, warehouse):
         echo(line)
     for line in _api_lines(engine, settings):
@@ -453,3 +460,94 @@ def _api_lines(engine: Engine, settings: Settings) -> list[str]:
         f"  curl -s {auth} {base}/organizations/acme",
         f"  curl -s {auth} '{base}/invoices?organization=acme&limit=5'",
     ]
+
+
+@contextmanager
+def _demo_broker(settings: Settings) -> Iterator[str | None]:
+    """KAFKA_BOOTSTRAP_SERVERS when set; else a throw-away in-memory Tansu broker when
+    `tansu` is on PATH (stopped afterwards); else None."""
+    if settings.kafka_bootstrap_servers:
+        yield settings.kafka_bootstrap_servers
+        return
+    tansu = shutil.which("tansu")
+    if tansu is None:
+        yield None
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    listener = f"tcp://127.0.0.1:{port}"
+    broker = subprocess.Popen(
+        [
+            tansu,
+            "broker",
+            f"--listener-url={listener}",
+            f"--advertised-listener-url={listener}",
+            "--storage-engine=memory://tansu/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait()
+
+
+def publish_and_notify(settings: Settings) -> list[str]:
+    """The demo's events to Kafka (when there is a broker) and its emails (to SMTP_HOST, or
+    as .eml files under the data directory), through the same assets Dagster runs."""
+    from dagster_billing.assets.events import billing_events_published, billing_notifications_sent
+    from dagster_billing.definitions import build_resources
+    from dagster_billing.resources.kafka import KafkaResource
+
+    lines = []
+    with _demo_broker(settings) as bootstrap:
+        resources = build_resources(settings)
+        if bootstrap:
+            resources["kafka"] = KafkaResource(
+                bootstrap_servers=bootstrap, topic=settings.kafka_events_topic
+            )
+        result = dg.materialize(
+            [billing_events_published, billing_notifications_sent],
+            instance=dg.DagsterInstance.get(),
+            resources=resources,
+            raise_on_error=True,
+        )
+        meta = {
+            e.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+            if e.asset_key is not None
+        }
+    events = meta["billing_events_published"]
+    if bootstrap:
+        temporary = "" if settings.kafka_bootstrap_servers else " (a temporary tansu broker)"
+        lines.append(
+            f"events: {events['published'].value} published now to"
+            f" {settings.kafka_events_topic} at {bootstrap}{temporary},"
+            f" {events['pending'].value} waiting in the outbox"
+        )
+    else:
+        lines.append(
+            f"events: no Kafka broker (set KAFKA_BOOTSTRAP_SERVERS): {events['pending'].value}"
+            " stay in the outbox"
+        )
+    sent = meta["billing_notifications_sent"]
+    where = (
+        f"via {settings.smtp_host}"
+        if settings.smtp_host
+        else f"as .eml files in {settings.billing_data_dir / 'outbox-mail'}"
+    )
+    lines.append(f"notifications: {sent['sent'].value} sent {where}, {sent['failed'].value} failed")
+    return lines

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
 
     notification_service_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8080")
     notification_retry_attempts: int = Field(3, ge=0, le=20)
+    notification_service_enabled: bool = False
+    notification_email_from: str = "DictaMesh Billing <billing@dictamesh.example>"
+    notification_renewal_days: int = Field(30, ge=1, le=365)
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_tls: str = Field("starttls", pattern=r"^(starttls|ssl|none)$")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    webhook_disable_after_days: int = Field(3, ge=1, le=90)
 
     feature_auto_payment: bool = True
     feature_usage_metrics: bool = True
@@ -63,6 +72,8 @@ class Settings(BaseSettings):
 
     prometheus_url: AnyHttpUrl | None = None
     kafka_bootstrap_servers: str | None = Field(None, pattern=r"^[\w.\-]+:\d+(,[\w.\-]+:\d+)*$")
+    kafka_events_topic: str = Field("dictamesh.billing.events", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    events_retention_days: int = Field(7, ge=1, le=3650)
 
     api_rate_limit: str = "100/second"
     api_rate_limit_storage: str = "memory://"

@@ -42,6 +42,9 @@ def test_demo_twice_is_idempotent(blank_warehouse: Warehouse) -> None:
         "  total 228.21  credits 0.00  due 228.21"
     ) in first.stdout
     assert "MRR (analytics.fct_mrr, USD):" in first.stdout
+    # Events go to Kafka only when a broker is configured; emails to files without SMTP.
+    assert re.search(r"^events: (no Kafka broker|\d+ published now)", first.stdout, re.M)
+    assert re.search(r"^notifications: [1-9]\d* sent .*, 0 failed$", first.stdout, re.M)
     after_first = _counts(blank_warehouse)
     assert after_first["organizations"] == 5 and after_first["subscriptions"] == 5
 
@@ -50,4 +53,5 @@ def test_demo_twice_is_idempotent(blank_warehouse: Warehouse) -> None:
     assert "demo data: 0 new rows" in second.stdout
     assert "catalog: 0 rows changed" in second.stdout
     assert "admin API key (demo only; kept in" in second.stdout and key.group(1) in second.stdout
+    assert "notifications: 0 sent" in second.stdout  # one delivery per event and recipient
     assert _counts(blank_warehouse) == after_first

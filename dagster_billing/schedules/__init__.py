@@ -9,7 +9,8 @@ from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_mo
 from dagster_billing.partitions import daily_partitions, hourly_partitions
 
 warehouse_maintenance_job = dg.define_asset_job(
-    "warehouse_maintenance", selection=dg.AssetSelection.assets("usage_partitions")
+    "warehouse_maintenance",
+    selection=dg.AssetSelection.assets("usage_partitions", "outbox_retention"),
 )
 
 # Early in the day, so today's and the next week's partitions exist before ingestion needs them.

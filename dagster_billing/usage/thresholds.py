@@ -2,8 +2,9 @@
 or 100% of their plan's quota get one `billing.usage.threshold_reached` event each.
 
 Exactly once per organization, metric, period and threshold: the crossing row's primary
-key and the outbox row's `dedupe_key` are both unique, and both are written by one
-statement, so a sensor tick that runs twice (or two ticks at once) adds nothing.
+key and the outbox row's `dedupe_key` are both unique, both written in one transaction
+(the event through `events.outbox.write_events`, like every event), under an advisory
+lock, so a sensor tick that runs twice (or two ticks at once) adds nothing.
 Storage is compared as billed: GB-hours so far divided by the period's hours, which only
 grows during the period, so a crossing never has to be taken back.
 """
@@ -11,6 +12,7 @@ grows during the period, so a crossing never has to be taken back.
 from __future__ import annotations
 
 import calendar
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,8 +20,10 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from dagster_billing.events.catalog import usage_threshold_reached
+from dagster_billing.events.outbox import event_id, write_events
+
 THRESHOLDS = (80, 100)
-EVENT_TYPE = "billing.usage.threshold_reached"
 
 
 @dataclass(frozen=True)
@@ -101,20 +105,9 @@ inserted as (
     on conflict do nothing
     returning *
 )
-insert into dictamesh_billing_outbox (event_id, event_type, aggregate_type, aggregate_id,
-    dedupe_key, payload, occurred_at)
-select i.event_id, :event_type, 'organization', o.external_id,
-       'usage-threshold:' || i.organization_id || ':' || i.metric || ':'
-           || to_char(i.period_start at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-           || ':' || i.threshold,
-       jsonb_build_object(
-           'organization_id', o.external_id, 'metric', i.metric, 'threshold', i.threshold,
-           'plan_id', i.plan_id, 'quota', i.quota::text, 'usage', i.usage::text,
-           'period_start', i.period_start, 'period_end', i.period_end),
-       i.crossed_at
+select i.organization_id, o.external_id, i.metric, i.threshold, i.plan_id, i.quota,
+       i.usage, i.period_start, i.period_end, i.crossed_at
 from inserted i join dictamesh_billing_organizations o on o.id = i.organization_id
-on conflict (dedupe_key) do nothing
-returning aggregate_id, payload
 """
 
 
@@ -137,23 +130,50 @@ def record_threshold_crossings(conn: Connection, now: datetime) -> list[Crossing
         return []
     rows = conn.execute(
         sa.text(_CROSSINGS),
+        {"orgs": orgs, "starts": starts, "ends": ends, "plans": plans, "now": now},
+    ).all()
+    events = [
+        usage_threshold_reached(
+            organization_db_id=row.organization_id,
+            organization_id=row.external_id,
+            metric=row.metric,
+            threshold=row.threshold,
+            plan_id=row.plan_id,
+            quota=row.quota,
+            usage=row.usage,
+            period_start=row.period_start,
+            period_end=row.period_end,
+            crossed_at=row.crossed_at,
+        )
+        for row in rows
+    ]
+    write_events(conn, events)
+    # The crossing names its event by the outbox's id for it (derived from the dedupe key).
+    conn.execute(
+        sa.text(
+            "update dictamesh_billing_usage_threshold_crossings c set event_id = v.event_id"
+            " from jsonb_to_recordset(cast(:rows as jsonb))"
+            " as v(organization_id bigint, metric text, period_start timestamptz,"
+            " threshold smallint, event_id uuid)"
+            " where (c.organization_id, c.metric, c.period_start, c.threshold)"
+            " = (v.organization_id, v.metric, v.period_start, v.threshold)"
+        ),
         {
-            "orgs": orgs,
-            "starts": starts,
-            "ends": ends,
-            "plans": plans,
-            "now": now,
-            "event_type": EVENT_TYPE,
+            "rows": json.dumps(
+                [
+                    {
+                        "organization_id": row.organization_id,
+                        "metric": row.metric,
+                        "period_start": row.period_start.isoformat(),
+                        "threshold": row.threshold,
+                        "event_id": str(event_id(event.dedupe_key)),
+                    }
+                    for row, event in zip(rows, events, strict=True)
+                ]
+            )
         },
     )
     return [
-        Crossing(
-            organization,
-            payload["metric"],
-            payload["threshold"],
-            datetime.fromisoformat(payload["period_start"]),
-            Decimal(payload["usage"]),
-            Decimal(payload["quota"]),
-        )
-        for organization, payload in rows
+        Crossing(row.external_id, row.metric, row.threshold, row.period_start, row.usage, row.quota)
+        for row in rows
     ]

@@ -18,7 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
-from sqlalchemy.dialects.postgresql import CHAR, JSONB, TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, CHAR, JSONB, TIMESTAMP, UUID
 
 metadata = MetaData()
 
@@ -390,6 +390,8 @@ outbox = _table(
     Column("published_at", TIMESTAMPTZ),
     Column("attempts", Integer),
     Column("last_error", Text),
+    Column("notified_at", TIMESTAMPTZ),
+    Column("webhooks_at", TIMESTAMPTZ),
 )
 
 stripe_webhook_events = _table(
@@ -441,4 +443,76 @@ api_idempotency_keys = _table(
     Column("response_type", Text),
     Column("created_at", TIMESTAMPTZ),
     Column("completed_at", TIMESTAMPTZ),
+)
+
+# --- Notifications and customer webhooks (migration 0008) ------------------------------
+
+notification_recipients = _table(
+    "notification_recipients",
+    Column("id", BigInteger, primary_key=True),
+    Column("organization_id", BigInteger),
+    Column("channel", Text),
+    Column("address", Text),
+    Column("opted_out", ARRAY(Text)),
+    Column("created_at", TIMESTAMPTZ),
+)
+
+notification_deliveries = _table(
+    "notification_deliveries",
+    Column("id", BigInteger, primary_key=True),
+    Column("event_id", UUID(as_uuid=True)),
+    Column("template", Text),
+    Column("channel", Text),
+    Column("recipient", Text),
+    Column("organization_id", BigInteger),
+    Column("status", Text),
+    Column("attempts", Integer),
+    Column("last_error", Text),
+    Column("created_at", TIMESTAMPTZ),
+    Column("sent_at", TIMESTAMPTZ),
+)
+
+notification_attempts = _table(
+    "notification_attempts",
+    Column("delivery_id", BigInteger, primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("ok", Boolean),
+    Column("detail", Text),
+    Column("attempted_at", TIMESTAMPTZ),
+)
+
+webhook_endpoints = _table(
+    "webhook_endpoints",
+    Column("id", BigInteger, primary_key=True),
+    Column("organization_id", BigInteger),
+    Column("url", Text),
+    Column("secret", Text),
+    Column("event_types", ARRAY(Text)),
+    Column("status", Text),
+    Column("failing_since", TIMESTAMPTZ),
+    Column("disabled_at", TIMESTAMPTZ),
+    Column("created_at", TIMESTAMPTZ),
+)
+
+webhook_deliveries = _table(
+    "webhook_deliveries",
+    Column("id", BigInteger, primary_key=True),
+    Column("endpoint_id", BigInteger),
+    Column("event_id", UUID(as_uuid=True)),
+    Column("status", Text),
+    Column("attempts", Integer),
+    Column("next_attempt_at", TIMESTAMPTZ),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", TIMESTAMPTZ),
+    Column("delivered_at", TIMESTAMPTZ),
+)
+
+webhook_attempts = _table(
+    "webhook_attempts",
+    Column("delivery_id", BigInteger, primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("attempted_at", TIMESTAMPTZ),
 )
