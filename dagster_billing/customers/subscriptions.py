@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection
 from dagster_billing.customers import catalog
 from dagster_billing.customers.errors import CustomerError, NotFoundError
 from dagster_billing.customers.organizations import _jsonable, check_external_id, get_organization
-from dagster_billing.events.outbox import Event, write_events
+from dagster_billing.events import catalog as events
+from dagster_billing.events.outbox import write_events
 from dagster_billing.usage.thresholds import add_months, current_period
 from dagster_billing.warehouse import audit
 from dagster_billing.warehouse.schema import organizations, subscription_changes, subscriptions
@@ -131,27 +132,6 @@ def get_subscription(
     }
 
 
-def _event(kind: str, row: dict[str, Any], key: str, at: datetime, **extra: Any) -> Event:
-    payload = {
-        "subscription_id": row["external_id"],
-        "organization_id": row["organization_external_id"],
-        "plan_id": row["plan_id"],
-        "seats": row["seats"],
-        "billing_cycle": row["billing_cycle"],
-        "started_at": _iso(row["started_at"]),
-        "cancel_at": _iso(row["cancel_at"]),
-        **extra,
-    }
-    return Event(
-        event_type=f"billing.subscription.{kind}",
-        aggregate_type="subscription",
-        aggregate_id=row["external_id"],
-        dedupe_key=f"billing.subscription.{kind}:{row['external_id']}" + (f":{key}" if key else ""),
-        payload=payload,
-        occurred_at=at,
-    )
-
-
 def create_subscription(
     conn: Connection,
     *,
@@ -206,7 +186,6 @@ def create_subscription(
             metadata=metadata or {},
         )
     )
-    row = _row(conn, external_id)
     audit.record(
         conn,
         actor=actor,
@@ -224,18 +203,15 @@ def create_subscription(
             }
         ),
     )
-    write_events(
-        conn,
-        [
-            _event(
-                "created",
-                row,
-                "",
-                datetime.now(UTC),
-                price_override=None if price_override is None else str(price_override),
-            )
-        ],
+    created = events.subscription_created(
+        subscription_id=external_id,
+        organization_id=organization,
+        plan_id=chosen.id,
+        billing_cycle=billing_cycle,
+        seats=seats,
+        started_at=start,
     )
+    write_events(conn, [created])
     return get_subscription(conn, external_id)
 
 
@@ -315,7 +291,15 @@ def change_subscription(
         entity_id=external_id,
         payload=details,
     )
-    write_events(conn, [_event("updated", row, str(change_id), datetime.now(UTC), **details)])
+    changed = {"plan_id": (old_plan_id, new_plan.id), "seats": (old_seats, new_seats)}
+    updated = events.subscription_updated(
+        subscription_id=external_id,
+        organization_id=row["organization_external_id"],
+        effective_at=at,
+        change_id=str(change_id),
+        changes={k: {"from": a, "to": b} for k, (a, b) in changed.items() if a != b},
+    )
+    write_events(conn, [updated])
     return get_subscription(conn, external_id)
 
 
@@ -365,9 +349,11 @@ def cancel_subscription(
         entity_id=external_id,
         payload=details,
     )
-    row["cancel_at"] = cancel_at
-    write_events(
-        conn,
-        [_event("canceled", row, _iso(cancel_at) or "", datetime.now(UTC), **details)],
+    canceled = events.subscription_canceled(
+        subscription_id=external_id,
+        organization_id=row["organization_external_id"],
+        canceled_at=now,
+        ends_at=cancel_at,
     )
+    write_events(conn, [canceled])
     return get_subscription(conn, external_id, now=now)
