@@ -149,11 +149,17 @@ def usage_import(
     """Import hourly usage from CSV or JSON Lines (organization, metric, hour or timestamp,
     quantity, optional idempotency_key). A file with bad rows imports nothing unless
     --skip-invalid; every bad row is reported by line and field."""
-    from dagster_billing.usage.importer import UsageImportError, import_usage
+    from datetime import UTC, datetime
 
+    from dagster_billing.usage.importer import UsageImportError, accepted_hours, import_usage
+
+    settings = get_settings()
+    window = accepted_hours(
+        datetime.now(UTC), settings.usage_retention_days, settings.usage_max_clock_skew_minutes
+    )
     try:
         with _engine().begin() as conn:
-            result = import_usage(conn, file, skip_invalid=skip_invalid)
+            result = import_usage(conn, file, skip_invalid=skip_invalid, window=window)
     except UsageImportError as exc:
         for problem in exc.problems:
             typer.echo(f"  {problem}", err=True)

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
 
     usage_aggregation_interval: str = "1h"
     usage_retention_days: int = Field(90, ge=1, le=3650)
+    usage_max_clock_skew_minutes: int = Field(5, ge=0, le=1440)
     usage_enable_realtime: bool = True
 
     notification_service_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8080")

@@ -818,7 +818,7 @@ def _import_checked(
     days = conn.scalars(
         sa.text(
             "select distinct cast(hour_start at time zone 'UTC' as date) as day"
-            " from usage_import_hours where hour_start is not null order by 1"
+            f" from usage_import_checked where {VALID} order by 1"
         )
     ).all()
     if not days:
