@@ -24,7 +24,11 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Resources from settings; a configured DSN is passed by name so it never shows in the UI."""
     dsn = dg.EnvVar("BILLING_DATABASE_DSN") if settings.billing_database_dsn else None
     return {
-        "warehouse": WarehouseResource(dsn=dsn, data_dir=str(settings.billing_data_dir)),
+        "warehouse": WarehouseResource(
+            dsn=dsn,
+            data_dir=str(settings.billing_data_dir),
+            usage_retention_days=settings.usage_retention_days,
+        ),
         "rating": RatingResource.from_settings(settings),
         "prometheus": PrometheusResource(
             url=str(settings.prometheus_url) if settings.prometheus_url else None
