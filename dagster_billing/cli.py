@@ -116,6 +116,15 @@ def audit_verify() -> None:
     typer.echo(f"audit log intact: {report.rows} rows")
 
 
+def _default_currency(raw: Any, currency: str) -> None:
+    """A scenario organization that names no currency is billed in INVOICE_DEFAULT_CURRENCY,
+    as a new organization is."""
+    organizations = raw.get("organizations") if isinstance(raw, dict) else None
+    for organization in organizations if isinstance(organizations, list) else []:
+        if isinstance(organization, dict) and organization.get("currency") is None:
+            organization["currency"] = currency
+
+
 @app.command("simulate")
 @one_line_errors
 def simulate(
@@ -133,6 +142,7 @@ def simulate(
         raw = sim.load_yaml(scenario_file)
     except ValueError as exc:
         raise ScenarioError(str(exc)) from None
+    _default_currency(raw, settings.invoice_default_currency)
     warehouse, engine = connect(settings)
     result = sim.bill(engine, warehouse, settings, raw)
     typer.echo(json.dumps(result, indent=2) if as_json else sim.render_table(result))
@@ -172,6 +182,44 @@ def usage_import(
         f" {result.rows_duplicate} duplicates, {result.rows_invalid} invalid skipped,"
         f" {result.adjustments} adjustments to invoiced hours"
     )
+
+
+@usage_app.command("current")
+@one_line_errors
+def usage_current(
+    organization: str = typer.Argument(..., help="Organization external id."),
+    since: str = typer.Option(
+        None, help="Start of the period (ISO instant; default: this UTC month's first hour)."
+    ),
+) -> None:
+    """ORGANIZATION's usage since SINCE: the warehouse's hours and, with
+    USAGE_ENABLE_REALTIME, the recent hours Prometheus has that are not ingested yet."""
+    from datetime import UTC, datetime
+
+    from dagster_billing.resources import PrometheusResource
+    from dagster_billing.usage.realtime import current_period_usage
+
+    settings = get_settings()
+    now = datetime.now(UTC)
+    try:
+        start = datetime.fromisoformat(since) if since else now.replace(day=1, hour=0)
+    except ValueError:
+        raise ConfigError(f"--since: not an ISO timestamp, got {since!r}") from None
+    start = start.replace(minute=0, second=0, microsecond=0, tzinfo=start.tzinfo or UTC)
+    url = settings.prometheus_url
+    prometheus = PrometheusResource(url=str(url)) if url else None
+    with _engine().connect() as conn:
+        try:
+            usage = current_period_usage(
+                conn, organization, start, now, prometheus, settings.usage_enable_realtime
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    typer.echo(f"{organization} since {start:%Y-%m-%dT%H:%MZ}:")
+    for metric, quantity in sorted(usage.quantities.items()):
+        typer.echo(f"  {metric:<17} {quantity.normalize():f}")
+    live = ", ".join(f"{hour:%H:%M}" for hour in usage.live_hours) or "none"
+    typer.echo(f"  live hours from Prometheus: {live}")
 
 
 def invoice_errors(func: Callable[..., Any]) -> Callable[..., Any]:
