@@ -12,16 +12,63 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from typer._click import exceptions as click_errors  # typer 0.29 vendors click
 
 from dagster_billing.catalog import CatalogError, load_catalog
 from dagster_billing.rating.scenario import ScenarioError
+from dagster_billing.redact import redact
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, get_settings
 
 if TYPE_CHECKING:  # imported lazily at run time to keep `billing --help` fast
     from sqlalchemy.engine import Engine
 
-# Locals stay out of tracebacks: they can hold secrets and megabytes of dbt manifest.
-app = typer.Typer(
+
+def describe_error(exc: BaseException) -> str:
+    """One line for any error that reaches the top: what was wrong and where, with every
+    password in a URL masked. Known kinds say it in their own words."""
+    import sqlalchemy.exc
+
+    from dagster_billing.resources.prometheus import PrometheusUnavailableError
+
+    if isinstance(exc, click_errors.UsageError):
+        where = exc.ctx.command_path if exc.ctx else "billing"
+        return f"{where}: {exc.format_message()} (see --help)"
+    if isinstance(exc, click_errors.ClickException):
+        return exc.format_message()
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        first = str(exc.orig or exc).strip().splitlines()
+        return f"database: {first[0] if first else type(exc).__name__}"
+    if isinstance(exc, sqlalchemy.exc.SQLAlchemyError | PrometheusUnavailableError | ValueError):
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+class _OneLineTyper(typer.Typer):
+    """The `billing` entry point: whatever goes wrong ends in one `error: ...` line on
+    stderr (exit 2 for bad input, 1 otherwise), never a traceback: tracebacks repeat
+    settings and URLs a console must not show."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            code = super().__call__(*args, **{**kwargs, "standalone_mode": False})
+        except click_errors.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(2)
+        except click_errors.UsageError as exc:
+            typer.echo(f"error: {redact(describe_error(exc))}", err=True)
+            sys.exit(2)
+        except (typer.Abort, KeyboardInterrupt):
+            typer.echo("error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            typer.echo(f"error: {redact(describe_error(exc))}", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = _OneLineTyper(
     no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
 )
 db_app = typer.Typer(no_args_is_help=True, help="Warehouse schema migrations.")
@@ -44,7 +91,7 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except (ConfigError, CatalogError, ScenarioError) as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {redact(exc)}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -269,6 +316,8 @@ def invoice_pdf(
     from dagster_billing.invoicing.pdf import render_invoice_number
     from dagster_billing.resources import InvoicingResource
 
+    if not output.parent.is_dir():
+        raise ConfigError(f"--output: directory {str(output.parent)!r} does not exist")
     invoicing = InvoicingResource.from_settings(get_settings())
     with _engine().connect() as conn:
         data = render_invoice_number(

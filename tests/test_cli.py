@@ -80,3 +80,79 @@ def test_bad_configuration_exits_two_with_one_line(env: dict[str, str], line: st
     assert result.returncode == 2
     assert result.stderr.startswith(line)
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# (arguments, environment, what the one line must say); "{dsn}" is the test warehouse.
+BAD_INPUT = [
+    (["db", "current"], {"BILLING_DATABASE_DSN": "garbage"}, "BILLING_DATABASE_DSN: not a URL"),
+    (
+        ["db", "current"],
+        {"BILLING_DATABASE_DSN": "postgresql://u:pw_topsecret@h:notaport/db"},
+        "BILLING_DATABASE_DSN: the port is not a number",
+    ),
+    (
+        ["catalog", "sync"],
+        {"BILLING_DATABASE_DSN": "postgresql://u:pw_topsecret@127.0.0.1:{closed}/db"},
+        "BILLING_DATABASE_DSN: cannot connect",
+    ),
+    (["db", "upgrade", "no-such-revision"], {}, "no-such-revision"),
+    (["nosuch"], {}, "No such command 'nosuch'"),
+    (["usage", "import"], {}, "Missing argument 'file'"),
+    (["usage", "import", "/no/such/usage.csv"], {}, "'/no/such/usage.csv' does not exist"),
+    (["usage", "import", "{tmp}/usage.txt"], {}, "usage.txt: unknown format"),
+    (["usage", "current", "nobody"], {}, "organization: unknown organization 'nobody'"),
+    (["usage", "current", "nobody", "--since", "soon"], {}, "--since: not an ISO timestamp"),
+    (
+        ["usage", "current", "cli-org"],
+        {"PROMETHEUS_URL": "http://u:pw_topsecret@127.0.0.1:{closed}"},
+        "Prometheus at http://u:***@127.0.0.1:",
+    ),
+    (["invoice", "pdf", "INV-1", "-o", "/no/such/dir/x.pdf"], {}, "--output: directory"),
+    (["invoice", "pdf", "INV-NOPE", "-o", "{tmp}/x.pdf"], {}, "INV-NOPE"),
+    (["invoice", "void", "INV-NOPE", "--reason", "test"], {}, "INV-NOPE"),
+    (["invoice", "preview", "nobody"], {}, "fct_invoice_line_items\" does not exist"),
+    (["simulate", "/no/such/scenario.yaml"], {}, "does not exist"),
+    (["simulate", "{tmp}/scenario.yaml"], {}, "organizations"),
+    (["db", "current"], {"PROMETHEUS_URL": "ftp://u:pw_topsecret@x"}, "PROMETHEUS_URL: "),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "expected"), BAD_INPUT, ids=lambda v: str(v)[:40])
+def test_every_command_ends_bad_input_in_one_line_naming_the_problem(
+    warehouse: Warehouse, tmp_path: Path, args: list[str], env: dict[str, str], expected: str
+) -> None:
+    (tmp_path / "usage.txt").write_text("organization,metric\n")
+    (tmp_path / "scenario.yaml").write_text("as_of: '2026-05-01T00:00:00Z'\norganizations: 7\n")
+    engine = make_engine(warehouse)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "insert into dictamesh_billing_organizations (external_id, name, currency)"
+                " values ('cli-org', 'cli-org', 'USD') on conflict do nothing"
+            )
+        )
+    engine.dispose()
+    closed = str(_closed_port())
+    fill = {"{tmp}": str(tmp_path), "{closed}": closed}
+
+    def filled(text: str) -> str:
+        for key, value in fill.items():
+            text = text.replace(key, value)
+        return text
+
+    environ = {name: filled(value) for name, value in env.items()}
+    dsn = environ.pop("BILLING_DATABASE_DSN", warehouse.libpq_url())
+    result = billing(*[filled(arg) for arg in args], dsn=dsn, **environ)
+    assert result.returncode in (1, 2), result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    assert "pw_topsecret" not in result.stderr + result.stdout
