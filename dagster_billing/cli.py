@@ -381,8 +381,9 @@ def dev(ctx: typer.Context) -> None:
     dagster = str(Path(sys.executable).with_name("dagster"))
     args = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *ctx.args]
     # A child, not exec: this process holds the embedded server and stops it on exit.
-    # Ctrl-C reaches the child through the terminal; SIGTERM is passed on to it.
+    # Ctrl-C reaches the child through the terminal. `dagster dev` ignores SIGTERM, so a
+    # process manager's SIGTERM (docker stop, systemd) is passed on as the SIGINT it stops on.
     child = subprocess.Popen(args, env={**os.environ, **dagster_environment(warehouse, settings)})
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGINT))
     raise typer.Exit(child.wait())

@@ -118,7 +118,7 @@ BAD_INPUT = [
     (["invoice", "pdf", "INV-1", "-o", "/no/such/dir/x.pdf"], {}, "--output: directory"),
     (["invoice", "pdf", "INV-NOPE", "-o", "{tmp}/x.pdf"], {}, "INV-NOPE"),
     (["invoice", "void", "INV-NOPE", "--reason", "test"], {}, "INV-NOPE"),
-    (["invoice", "preview", "nobody"], {}, "fct_invoice_line_items\" does not exist"),
+    (["invoice", "preview", "nobody"], {}, 'fct_invoice_line_items" does not exist'),
     (["simulate", "/no/such/scenario.yaml"], {}, "does not exist"),
     (["simulate", "{tmp}/scenario.yaml"], {}, "organizations"),
     (["db", "current"], {"PROMETHEUS_URL": "ftp://u:pw_topsecret@x"}, "PROMETHEUS_URL: "),
@@ -156,3 +156,42 @@ def test_every_command_ends_bad_input_in_one_line_naming_the_problem(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
     assert "pw_topsecret" not in result.stderr + result.stdout
+
+
+def test_dev_stops_on_sigterm_with_every_child(warehouse: Warehouse, tmp_path: Path) -> None:
+    """`dagster dev` ignores SIGTERM; `billing dev` must still stop on it, children and all."""
+    import signal
+    import socket
+    import time
+
+    import psutil
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "BILLING_DATABASE_DSN": warehouse.libpq_url()}
+    process = subprocess.Popen(
+        [BILLING, "dev", "-p", str(port)],
+        env=env,
+        stdout=(tmp_path / "dev.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(1)
+        assert process.poll() is None, (tmp_path / "dev.log").read_text()[-3000:]
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert children, "dagster dev started no processes"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) is not None
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == [], [p.cmdline() for p in alive]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
