@@ -381,8 +381,11 @@ def dev(ctx: typer.Context) -> None:
     dagster = str(Path(sys.executable).with_name("dagster"))
     args = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *ctx.args]
     # A child, not exec: this process holds the embedded server and stops it on exit.
-    # Ctrl-C reaches the child through the terminal. `dagster dev` ignores SIGTERM, so a
-    # process manager's SIGTERM (docker stop, systemd) is passed on as the SIGINT it stops on.
+    # Ctrl-C reaches the child through the terminal. `dagster dev` stops on SIGINT and maps
+    # SIGTERM to whatever SIGINT does, so a SIGINT ignored since start (a background job of
+    # a script, some process managers) makes it ignore both: the child starts with SIGINT
+    # handled (exec turns that into the default), and SIGTERM is passed on as SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     child = subprocess.Popen(args, env={**os.environ, **dagster_environment(warehouse, settings)})
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGINT))

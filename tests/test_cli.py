@@ -159,7 +159,8 @@ def test_every_command_ends_bad_input_in_one_line_naming_the_problem(
 
 
 def test_dev_stops_on_sigterm_with_every_child(warehouse: Warehouse, tmp_path: Path) -> None:
-    """`dagster dev` ignores SIGTERM; `billing dev` must still stop on it, children and all."""
+    """Started the way a script's background job is (SIGINT ignored, which `dagster dev`
+    turns into ignoring SIGTERM too), `billing dev` still stops on SIGTERM, children and all."""
     import signal
     import socket
     import time
@@ -176,6 +177,7 @@ def test_dev_stops_on_sigterm_with_every_child(warehouse: Warehouse, tmp_path: P
         stdout=(tmp_path / "dev.log").open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         deadline = time.monotonic() + 240
