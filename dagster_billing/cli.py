@@ -172,6 +172,18 @@ def _default_currency(raw: Any, currency: str) -> None:
             organization["currency"] = currency
 
 
+def _prepare_embedded(engine: Engine) -> None:
+    """A fresh clone's embedded warehouse gets its schema and catalog on first use (both
+    idempotent), so `billing simulate` works without setup; a configured server is left
+    to its operator."""
+    from dagster_billing.catalog.sync import sync_catalog
+    from dagster_billing.warehouse import migrate
+
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        sync_catalog(conn, load_catalog())
+
+
 @app.command("simulate")
 @one_line_errors
 def simulate(
@@ -191,6 +203,8 @@ def simulate(
         raise ScenarioError(str(exc)) from None
     _default_currency(raw, settings.invoice_default_currency)
     warehouse, engine = connect(settings)
+    if warehouse.embedded:
+        _prepare_embedded(engine)
     result = sim.bill(engine, warehouse, settings, raw)
     typer.echo(json.dumps(result, indent=2) if as_json else sim.render_table(result))
 

@@ -197,3 +197,18 @@ def test_dev_stops_on_sigterm_with_every_child(warehouse: Warehouse, tmp_path: P
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_simulate_works_on_a_fresh_clone_without_setup(tmp_path: Path) -> None:
+    """No DSN and an empty data directory: the embedded warehouse prepares itself."""
+    scenario = Path(__file__).resolve().parent / "scenarios" / "jpy_has_no_decimals.yaml"
+    environ = {k: v for k, v in os.environ.items() if k != "BILLING_DATABASE_DSN"}
+    result = subprocess.run(
+        [BILLING, "simulate", str(scenario), "--json"],
+        capture_output=True,
+        text=True,
+        env={**environ, "BILLING_DATA_DIR": str(tmp_path / "fresh")},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "24422" in result.stdout.replace(",", "").replace(".00", "")
