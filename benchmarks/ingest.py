@@ -30,6 +30,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -177,6 +178,16 @@ def _backfill_history(orgs: int, hours: int, start: datetime, scrape_seconds: in
     return "\n".join(lines) + "\n"
 
 
+def _totals(conn: sa.Connection, start: datetime, hours: int) -> list[Any]:
+    return conn.execute(
+        sa.text(
+            "select metric, sum(quantity) from dictamesh_billing_usage_metrics"
+            " where hour_start >= :s and hour_start < :e group by 1 order by 1"
+        ),
+        {"s": start, "e": start + timedelta(hours=hours)},
+    ).all()
+
+
 def bench_backfill(
     engine: sa.Engine, dsn: str, orgs: int, hours: int, scrape_seconds: int, tmp: Path
 ) -> None:
@@ -210,13 +221,7 @@ def bench_backfill(
                 write_hour(conn, reading, None)
         direct = time.monotonic() - began
         with engine.connect() as conn:
-            expected = conn.execute(
-                sa.text(
-                    "select metric, sum(quantity) from dictamesh_billing_usage_metrics"
-                    " where hour_start >= :s and hour_start < :e group by 1 order by 1"
-                ),
-                {"s": start, "e": start + timedelta(hours=hours)},
-            ).all()
+            expected = _totals(conn, start, hours)
 
         resources = {
             "warehouse": WarehouseResource(dsn=dsn, data_dir=str(tmp)),
@@ -235,13 +240,7 @@ def bench_backfill(
             assert result.success
         backfill = time.monotonic() - began
         with engine.connect() as conn:
-            after = conn.execute(
-                sa.text(
-                    "select metric, sum(quantity) from dictamesh_billing_usage_metrics"
-                    " where hour_start >= :s and hour_start < :e group by 1 order by 1"
-                ),
-                {"s": start, "e": start + timedelta(hours=hours)},
-            ).all()
+            after = _totals(conn, start, hours)
     assert after == expected, (after, expected)
     print(
         f"direct read_hour + write_hour (baseline): {direct:7.1f} s"

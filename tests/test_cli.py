@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from dagster_billing.warehouse import migrate
 from dagster_billing.warehouse.database import Warehouse, make_engine
+from tests.conftest import free_port
 
 BILLING = str(Path(sys.executable).with_name("billing"))
 
@@ -82,14 +83,6 @@ def test_bad_configuration_exits_two_with_one_line(env: dict[str, str], line: st
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 # (arguments, environment, what the one line must say); "{dsn}" is the test warehouse.
 BAD_INPUT = [
     (["db", "current"], {"BILLING_DATABASE_DSN": "garbage"}, "BILLING_DATABASE_DSN: not a URL"),
@@ -140,7 +133,7 @@ def test_every_command_ends_bad_input_in_one_line_naming_the_problem(
             )
         )
     engine.dispose()
-    closed = str(_closed_port())
+    closed = str(free_port())
     fill = {"{tmp}": str(tmp_path), "{closed}": closed}
 
     def filled(text: str) -> str:
@@ -167,9 +160,7 @@ def test_dev_stops_on_sigterm_with_every_child(warehouse: Warehouse, tmp_path: P
 
     import psutil
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "BILLING_DATABASE_DSN": warehouse.libpq_url()}
     process = subprocess.Popen(
         [BILLING, "dev", "-p", str(port)],

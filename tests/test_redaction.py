@@ -7,7 +7,6 @@ of them set, and every byte the run left behind is searched for each value.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +17,11 @@ import pytest
 from dagster_billing.assets.usage import UsageHourlyConfig, usage_hourly
 from dagster_billing.settings import Settings
 from dagster_billing.warehouse.database import Warehouse
+from tests.conftest import free_port
 from tests.usage.helpers import resources
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _secret_settings(port: int) -> dict[str, tuple[str, str]]:
@@ -67,7 +61,7 @@ def _leaks(text: str, secrets: list[str]) -> list[str]:
 def test_a_failing_run_leaves_no_secret_in_console_event_log_or_compute_logs(
     tmp_path: Path,
 ) -> None:
-    port = _closed_port()
+    port = free_port()
     settings = _secret_settings(port)
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -108,7 +102,7 @@ def test_a_failing_run_leaves_no_secret_in_console_event_log_or_compute_logs(
 def test_a_prometheus_failure_names_the_url_without_its_password(
     warehouse: Warehouse,
 ) -> None:
-    url = f"http://scraper:pw-prom-9e1d@127.0.0.1:{_closed_port()}"
+    url = f"http://scraper:pw-prom-9e1d@127.0.0.1:{free_port()}"
     context = dg.build_asset_context(partition_key="2026-03-10-13:00")
     with pytest.raises(dg.Failure) as failure:
         usage_hourly(context=context, config=UsageHourlyConfig(), **resources(warehouse, url))
