@@ -219,7 +219,8 @@ def usage_import(
 ) -> None:
     """Import hourly usage from CSV or JSON Lines (organization, metric, hour or timestamp,
     quantity, optional idempotency_key). A file with bad rows imports nothing unless
-    --skip-invalid; every bad row is reported by line and field."""
+    --skip-invalid; every bad row is reported by line and field. Hours older than
+    USAGE_RETENTION_DAYS or later than now + USAGE_MAX_CLOCK_SKEW_MINUTES are bad rows."""
     from datetime import UTC, datetime
 
     from dagster_billing.usage.importer import UsageImportError, accepted_hours, import_usage

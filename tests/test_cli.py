@@ -203,3 +203,20 @@ def test_simulate_works_on_a_fresh_clone_without_setup(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "24422" in result.stdout.replace(",", "").replace(".00", "")
+
+
+def test_usage_current_shows_the_period_so_far(warehouse: Warehouse) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.usage.helpers import create_organizations, insert_usage
+
+    engine = make_engine(warehouse)
+    org = create_organizations(engine, "current-org")["current-org"]
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    insert_usage(engine, org, "api_calls", hour, 42)
+    engine.dispose()
+    since = (hour - timedelta(hours=1)).isoformat()
+    result = billing("usage", "current", "current-org", "--since", since, dsn=warehouse.libpq_url())
+    assert result.returncode == 0, result.stderr
+    assert "api_calls         42" in result.stdout
+    assert "live hours from Prometheus: none" in result.stdout
