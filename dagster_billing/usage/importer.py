@@ -66,8 +66,12 @@ def accepted_hours(now: datetime, retention_days: int, max_skew_minutes: int) ->
     )
 
 
+# Library callers that pass no window still refuse what no partition can hold.
 UNBOUNDED = AcceptedHours(
-    datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC), "", ""
+    datetime.min.replace(tzinfo=UTC),
+    datetime.max.replace(tzinfo=UTC),
+    "not a finite time",
+    "not a finite time",
 )
 
 
