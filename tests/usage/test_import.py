@@ -331,6 +331,7 @@ def test_quantity_limits_and_json_non_numbers_name_the_field(
         "imp-a,transfer,2026-04-04T00:00:00Z,NaN\n"  # line 3
         "imp-a,storage,2026-04-04T00:00:00Z,lots\n"  # line 4
         "imp-b,api_calls,2026-04-04T00:00:00Z,999999999999999999.999999\n"  # 5: the largest
+        "imp-b,transfer,infinity,1\n"  # 6: no partition holds it
     )
     with pytest.raises(UsageImportError) as error:
         _import(engine, csv_path)
@@ -338,6 +339,7 @@ def test_quantity_limits_and_json_non_numbers_name_the_field(
         "line 2: quantity: must be less than 10^18 (the column is numeric(24, 6)), got '1e30'",
         "line 3: quantity: must be a finite number, got 'NaN'",
         "line 4: quantity: not a number, got 'lots'",
+        "line 6: hour: not a finite time, got 'infinity'",
     ]
     jsonl = tmp_path / "nonfinite.jsonl"
     jsonl.write_text(
