@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from dagster_billing.warehouse import migrate
 from dagster_billing.warehouse.database import Warehouse, make_engine
 from tests.conftest import free_port
+from tests.usage.helpers import create_organizations
 
 BILLING = str(Path(sys.executable).with_name("billing"))
 
@@ -125,13 +126,7 @@ def test_every_command_ends_bad_input_in_one_line_naming_the_problem(
     (tmp_path / "usage.txt").write_text("organization,metric\n")
     (tmp_path / "scenario.yaml").write_text("as_of: '2026-05-01T00:00:00Z'\norganizations: 7\n")
     engine = make_engine(warehouse)
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "insert into dictamesh_billing_organizations (external_id, name, currency)"
-                " values ('cli-org', 'cli-org', 'USD') on conflict do nothing"
-            )
-        )
+    create_organizations(engine, "cli-org")
     engine.dispose()
     closed = str(free_port())
     fill = {"{tmp}": str(tmp_path), "{closed}": closed}
@@ -208,7 +203,7 @@ def test_simulate_works_on_a_fresh_clone_without_setup(tmp_path: Path) -> None:
 def test_usage_current_shows_the_period_so_far(warehouse: Warehouse) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from tests.usage.helpers import create_organizations, insert_usage
+    from tests.usage.helpers import insert_usage
 
     engine = make_engine(warehouse)
     org = create_organizations(engine, "current-org")["current-org"]
