@@ -9,8 +9,17 @@
    The server is the product's embedded one, with its settings (EMBEDDED_SETTINGS).
 2. One hour from Prometheus for `--orgs` organizations x 4 metrics (backfilled with
    promtool, 30 s scrape interval): time of `read_hour` + `write_hour`.
+3. B5, a backfill of `usage_hourly`: `--backfill-hours` hourly partitions (720: 30 days)
+   for `--backfill-orgs` organizations (100) x 4 metrics from a promtool-backfilled
+   Prometheus (`--scrape-seconds`, 60). The backfill runs as the runs a Dagster asset
+   backfill launches for `usage_hourly` (its BackfillPolicy cuts the range into runs of
+   at most 24 partitions; each run is `materialize` with the range tags), in process and
+   one after another: the daemon's scheduling and run-launch overhead are not measured.
+   Baseline in the same run: the same hours through `read_hour` + `write_hour` directly.
+   Prints wall time, partitions/s and the ratio. Target: 720 partitions <= 3 minutes.
 
 Run: .venv/bin/python benchmarks/ingest.py [--rows 10000000] [--orgs 1000] [--skip-prometheus]
+     [--skip-import] [--skip-backfill] [--backfill-hours 720] [--backfill-orgs 100]
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -146,6 +156,106 @@ def bench_prometheus(engine: sa.Engine, orgs: int, tmp: Path) -> None:
     )
 
 
+def _backfill_history(orgs: int, hours: int, start: datetime, scrape_seconds: int) -> str:
+    """Counters rising by a per-organization step each scrape, storage flat, from one scrape
+    before `start` (the first hour's baseline) to the end of the last hour."""
+    per_hour = 3600 // scrape_seconds
+    stamps = [
+        (start + timedelta(seconds=scrape_seconds * i)).timestamp()
+        for i in range(-1, hours * per_hour)
+    ]
+    lines = []
+    for metric, name in SERIES_BY_METRIC.items():
+        kind = "gauge" if metric == "storage" else "counter"
+        lines.append(f"# TYPE {name.removesuffix('_total')} {kind}")
+        for o in range(orgs):
+            labels = f'organization="org-{o:05d}"' + (',kind="metadata"' if kind == "gauge" else "")
+            step = o + 1
+            lines.extend(
+                f"{name}{{{labels}}} {step * 1_000_000 if kind == 'gauge' else i * step} {at!r}"
+                for i, at in enumerate(stamps)
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _totals(conn: sa.Connection, start: datetime, hours: int) -> list[Any]:
+    return conn.execute(
+        sa.text(
+            "select metric, sum(quantity) from dictamesh_billing_usage_metrics"
+            " where hour_start >= :s and hour_start < :e group by 1 order by 1"
+        ),
+        {"s": start, "e": start + timedelta(hours=hours)},
+    ).all()
+
+
+def bench_backfill(
+    engine: sa.Engine, dsn: str, orgs: int, hours: int, scrape_seconds: int, tmp: Path
+) -> None:
+    import dagster as dg
+
+    from dagster_billing.assets.usage import usage_hourly
+    from dagster_billing.partitions import hourly_partitions, partition_range_tags
+    from dagster_billing.resources import WarehouseResource
+    from tests.conftest import start_prometheus
+
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    history = _backfill_history(orgs, hours, start, scrape_seconds)
+    last = start + timedelta(hours=hours - 1)
+    keys = hourly_partitions.get_partition_keys_in_range(
+        dg.PartitionKeyRange(f"{start:%Y-%m-%d-%H:%M}", f"{last:%Y-%m-%d-%H:%M}")
+    )
+    policy = usage_hourly.backfill_policy
+    per_run = (policy.max_partitions_per_run if policy else None) or len(keys)
+    runs = [keys[i : i + per_run] for i in range(0, len(keys), per_run)]
+    print(
+        f"backfill: {len(keys)} hourly partitions, {orgs} orgs x 4 metrics,"
+        f" {history.count(chr(10)):,} samples backfilled by promtool, {len(runs)} runs"
+        f" of <= {per_run} partitions"
+    )
+    with start_prometheus(tmp, openmetrics_text=history) as server:
+        prometheus = PrometheusResource(url=server.url, timeout_seconds=120)
+        began = time.monotonic()
+        for k in range(hours):
+            reading = read_hour(prometheus, start + timedelta(hours=k))
+            with engine.begin() as conn:
+                write_hour(conn, reading, None)
+        direct = time.monotonic() - began
+        with engine.connect() as conn:
+            expected = _totals(conn, start, hours)
+
+        resources = {
+            "warehouse": WarehouseResource(dsn=dsn, data_dir=str(tmp)),
+            "prometheus": prometheus,
+        }
+        instance = dg.DagsterInstance.ephemeral()
+        began = time.monotonic()
+        for chunk in runs:
+            result = dg.materialize(
+                [usage_hourly],
+                instance=instance,
+                resources=resources,
+                tags=partition_range_tags(chunk[0], chunk[-1]),
+                raise_on_error=True,
+            )
+            assert result.success
+        backfill = time.monotonic() - began
+        with engine.connect() as conn:
+            after = _totals(conn, start, hours)
+    assert after == expected, (after, expected)
+    print(
+        f"direct read_hour + write_hour (baseline): {direct:7.1f} s"
+        f"  {hours / direct:6.2f} partitions/s"
+    )
+    print(
+        f"usage_hourly backfill (Dagster runs):     {backfill:7.1f} s"
+        f"  {hours / backfill:6.2f} partitions/s"
+    )
+    print(
+        f"ratio backfill / direct: {direct / backfill:.2f} of the baseline's rate"
+        f"  (target: 720 partitions <= 180 s, i.e. >= 4 partitions/s)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -153,6 +263,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--orgs", type=int, default=1000)
     parser.add_argument("--skip-prometheus", action="store_true")
+    parser.add_argument("--skip-import", action="store_true")
+    parser.add_argument("--skip-backfill", action="store_true")
+    parser.add_argument("--backfill-hours", type=int, default=720)
+    parser.add_argument("--backfill-orgs", type=int, default=100)
+    parser.add_argument("--scrape-seconds", type=int, default=60)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="billing-bench-") as tmp_name:
@@ -168,11 +283,17 @@ def main() -> None:
                     " select 'org-' || lpad(n::text, 5, '0'), 'Org ' || n, 'USD'"
                     " from generate_series(0, :n - 1) n"
                 ),
-                {"n": args.orgs},
+                {"n": max(args.orgs, args.backfill_orgs)},
             )
-        bench_import(engine, args.rows, args.orgs, tmp)
+        if not args.skip_import:
+            bench_import(engine, args.rows, args.orgs, tmp)
         if not args.skip_prometheus:
             bench_prometheus(engine, args.orgs, tmp)
+        if not args.skip_backfill:
+            dsn = server.get_uri("postgres")
+            bench_backfill(
+                engine, dsn, args.backfill_orgs, args.backfill_hours, args.scrape_seconds, tmp
+            )
         engine.dispose()
         server.cleanup()
 

@@ -12,17 +12,64 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from typer._click import exceptions as click_errors  # typer 0.29 vendors click
 
 from dagster_billing.catalog import CatalogError, load_catalog
 from dagster_billing.customers.errors import CustomerError, NotFoundError
 from dagster_billing.rating.scenario import ScenarioError
+from dagster_billing.redact import redact
 from dagster_billing.settings import PROJECT_ROOT, ConfigError, get_settings
 
 if TYPE_CHECKING:  # imported lazily at run time to keep `billing --help` fast
     from sqlalchemy.engine import Engine
 
-# Locals stay out of tracebacks: they can hold secrets and megabytes of dbt manifest.
-app = typer.Typer(
+
+def describe_error(exc: BaseException) -> str:
+    """One line for any error that reaches the top: what was wrong and where, with every
+    password in a URL masked. Known kinds say it in their own words."""
+    import sqlalchemy.exc
+
+    from dagster_billing.resources.prometheus import PrometheusUnavailableError
+
+    if isinstance(exc, click_errors.UsageError):
+        where = exc.ctx.command_path if exc.ctx else "billing"
+        return f"{where}: {exc.format_message()} (see --help)"
+    if isinstance(exc, click_errors.ClickException):
+        return exc.format_message()
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        first = str(exc.orig or exc).strip().splitlines()
+        return f"database: {first[0] if first else type(exc).__name__}"
+    if isinstance(exc, sqlalchemy.exc.SQLAlchemyError | PrometheusUnavailableError | ValueError):
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+class _OneLineTyper(typer.Typer):
+    """The `billing` entry point: whatever goes wrong ends in one `error: ...` line on
+    stderr (exit 2 for bad input, 1 otherwise), never a traceback: tracebacks repeat
+    settings and URLs a console must not show."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            code = super().__call__(*args, **{**kwargs, "standalone_mode": False})
+        except click_errors.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(2)
+        except click_errors.UsageError as exc:
+            typer.echo(f"error: {redact(describe_error(exc))}", err=True)
+            sys.exit(2)
+        except (typer.Abort, KeyboardInterrupt):
+            typer.echo("error: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            typer.echo(f"error: {redact(describe_error(exc))}", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = _OneLineTyper(
     no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
 )
 db_app = typer.Typer(no_args_is_help=True, help="Warehouse schema migrations.")
@@ -53,7 +100,7 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except (ConfigError, CatalogError, ScenarioError, CustomerError, NotFoundError) as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {redact(exc)}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -125,6 +172,27 @@ def audit_verify() -> None:
     typer.echo(f"audit log intact: {report.rows} rows")
 
 
+def _default_currency(raw: Any, currency: str) -> None:
+    """A scenario organization that names no currency is billed in INVOICE_DEFAULT_CURRENCY,
+    as a new organization is."""
+    organizations = raw.get("organizations") if isinstance(raw, dict) else None
+    for organization in organizations if isinstance(organizations, list) else []:
+        if isinstance(organization, dict) and organization.get("currency") is None:
+            organization["currency"] = currency
+
+
+def _prepare_embedded(engine: Engine) -> None:
+    """A fresh clone's embedded warehouse gets its schema and catalog on first use (both
+    idempotent), so `billing simulate` works without setup; a configured server is left
+    to its operator."""
+    from dagster_billing.catalog.sync import sync_catalog
+    from dagster_billing.warehouse import migrate
+
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        sync_catalog(conn, load_catalog())
+
+
 @app.command("simulate")
 @one_line_errors
 def simulate(
@@ -142,7 +210,10 @@ def simulate(
         raw = sim.load_yaml(scenario_file)
     except ValueError as exc:
         raise ScenarioError(str(exc)) from None
+    _default_currency(raw, settings.invoice_default_currency)
     warehouse, engine = connect(settings)
+    if warehouse.embedded:
+        _prepare_embedded(engine)
     result = sim.bill(engine, warehouse, settings, raw)
     typer.echo(json.dumps(result, indent=2) if as_json else sim.render_table(result))
 
@@ -157,12 +228,19 @@ def usage_import(
 ) -> None:
     """Import hourly usage from CSV or JSON Lines (organization, metric, hour or timestamp,
     quantity, optional idempotency_key). A file with bad rows imports nothing unless
-    --skip-invalid; every bad row is reported by line and field."""
-    from dagster_billing.usage.importer import UsageImportError, import_usage
+    --skip-invalid; every bad row is reported by line and field. Hours older than
+    USAGE_RETENTION_DAYS or later than now + USAGE_MAX_CLOCK_SKEW_MINUTES are bad rows."""
+    from datetime import UTC, datetime
 
+    from dagster_billing.usage.importer import UsageImportError, accepted_hours, import_usage
+
+    settings = get_settings()
+    window = accepted_hours(
+        datetime.now(UTC), settings.usage_retention_days, settings.usage_max_clock_skew_minutes
+    )
     try:
         with _engine().begin() as conn:
-            result = import_usage(conn, file, skip_invalid=skip_invalid)
+            result = import_usage(conn, file, skip_invalid=skip_invalid, window=window)
     except UsageImportError as exc:
         for problem in exc.problems:
             typer.echo(f"  {problem}", err=True)
@@ -175,6 +253,44 @@ def usage_import(
         f" {result.rows_duplicate} duplicates, {result.rows_invalid} invalid skipped,"
         f" {result.adjustments} adjustments to invoiced hours"
     )
+
+
+@usage_app.command("current")
+@one_line_errors
+def usage_current(
+    organization: str = typer.Argument(..., help="Organization external id."),
+    since: str = typer.Option(
+        None, help="Start of the period (ISO instant; default: this UTC month's first hour)."
+    ),
+) -> None:
+    """ORGANIZATION's usage since SINCE: the warehouse's hours and, with
+    USAGE_ENABLE_REALTIME, the recent hours Prometheus has that are not ingested yet."""
+    from datetime import UTC, datetime
+
+    from dagster_billing.resources import PrometheusResource
+    from dagster_billing.usage.realtime import current_period_usage
+
+    settings = get_settings()
+    now = datetime.now(UTC)
+    try:
+        start = datetime.fromisoformat(since) if since else now.replace(day=1, hour=0)
+    except ValueError:
+        raise ConfigError(f"--since: not an ISO timestamp, got {since!r}") from None
+    start = start.replace(minute=0, second=0, microsecond=0, tzinfo=start.tzinfo or UTC)
+    url = settings.prometheus_url
+    prometheus = PrometheusResource(url=str(url)) if url else None
+    with _engine().connect() as conn:
+        try:
+            usage = current_period_usage(
+                conn, organization, start, now, prometheus, settings.usage_enable_realtime
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    typer.echo(f"{organization} since {start:%Y-%m-%dT%H:%MZ}:")
+    for metric, quantity in sorted(usage.quantities.items()):
+        typer.echo(f"  {metric:<17} {quantity.normalize():f}")
+    live = ", ".join(f"{hour:%H:%M}" for hour in usage.live_hours) or "none"
+    typer.echo(f"  live hours from Prometheus: {live}")
 
 
 def invoice_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -224,6 +340,8 @@ def invoice_pdf(
     from dagster_billing.invoicing.pdf import render_invoice_number
     from dagster_billing.resources import InvoicingResource
 
+    if not output.parent.is_dir():
+        raise ConfigError(f"--output: directory {str(output.parent)!r} does not exist")
     invoicing = InvoicingResource.from_settings(get_settings())
     with _engine().connect() as conn:
         data = render_invoice_number(
@@ -367,10 +485,14 @@ def dev(ctx: typer.Context) -> None:
     dagster = str(Path(sys.executable).with_name("dagster"))
     args = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *ctx.args]
     # A child, not exec: this process holds the embedded server and stops it on exit.
-    # Ctrl-C reaches the child through the terminal; SIGTERM is passed on to it.
+    # Ctrl-C reaches the child through the terminal. `dagster dev` stops on SIGINT and maps
+    # SIGTERM to whatever SIGINT does, so a SIGINT ignored since start (a background job of
+    # a script, some process managers) makes it ignore both: the child starts with SIGINT
+    # handled (exec turns that into the default), and SIGTERM is passed on as SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     child = subprocess.Popen(args, env={**os.environ, **dagster_environment(warehouse, settings)})
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGINT))
     raise typer.Exit(child.wait())
 
 

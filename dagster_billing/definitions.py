@@ -35,7 +35,11 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     The warehouse resource is the traced one: with OTEL_* unset it is the plain resource."""
     dsn = dg.EnvVar("BILLING_DATABASE_DSN") if settings.billing_database_dsn else None
     return {
-        "warehouse": TracedWarehouseResource(dsn=dsn, data_dir=str(settings.billing_data_dir)),
+        "warehouse": TracedWarehouseResource(
+            dsn=dsn,
+            data_dir=str(settings.billing_data_dir),
+            usage_retention_days=settings.usage_retention_days,
+        ),
         "rating": RatingResource.from_settings(settings),
         "prometheus": PrometheusResource(
             url=str(settings.prometheus_url) if settings.prometheus_url else None

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from dagster_billing import customers
 from dagster_billing.catalog import load_catalog
 from dagster_billing.catalog.sync import sync_catalog
+from dagster_billing.demo_output import Stages
 from dagster_billing.partitions import daily_partitions, partition_range_tags
 from dagster_billing.settings import PROJECT_ROOT, Settings
 from dagster_billing.warehouse import migrate, schema
@@ -269,41 +270,51 @@ def load_demo_usage(conn: Connection) -> int:
     return created
 
 
-def materialize_all(settings: Settings, env: dict[str, str], engine: Engine) -> list[str]:
+def materialize_all(
+    settings: Settings, env: dict[str, str], engine: Engine, stage: Stages | None = None
+) -> list[str]:
     """Run every asset for the demo period, in a persistent instance so `make dev` shows
     the runs: the unpartitioned ones, then the daily ones as one run over the billing
     dates Oct 1 .. Nov 1 (what a single-run backfill does)."""
-    from dagster_billing.definitions import build_resources, defs
+    stages = stage or Stages(echo=lambda _: None, log_path=None)
+    with stages.stage("definitions") as done:  # importing them warns (beta parameters)
+        from dagster_billing.definitions import build_resources, defs
 
+        done(f"{len(defs.assets or [])} assets")
     os.environ.update(env)
     instance = dg.DagsterInstance.get()
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    run_config = {
-        "ops": {"usage_partitions": {"config": {"as_of": DEMO_AS_OF.isoformat()}}},
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-    }
+    run_config = {"ops": {"usage_partitions": {"config": {"as_of": DEMO_AS_OF.isoformat()}}}}
     resources = build_resources(settings)
-    results = [
-        dg.materialize(
-            [a for a in assets if a.partitions_def is None],
-            instance=instance,
-            resources=resources,
-            run_config=run_config,
-            raise_on_error=True,
-        )
-    ]
-    with engine.begin() as conn:
-        load_demo_usage(conn)
+    unpartitioned = [a for a in assets if a.partitions_def is None]
+    with stages.stage("unpartitioned assets", steps=len(unpartitioned)) as done:
+        results = [
+            dg.materialize(
+                unpartitioned,
+                instance=instance,
+                resources=resources,
+                run_config=run_config,
+                raise_on_error=True,
+            )
+        ]
+        done(f"{len(results[0].get_asset_materialization_events())} materializations")
+    with stages.stage("October usage") as done, engine.begin() as conn:
+        done(f"{load_demo_usage(conn)} new hourly rows")
     last_day = DEMO_AS_OF.date().isoformat()
-    results.append(
-        dg.materialize(
-            [a for a in assets if a.partitions_def is daily_partitions],
-            instance=instance,
-            resources=resources,
-            tags=partition_range_tags(DEMO_PERIOD_START.date().isoformat(), last_day),
-            raise_on_error=True,
+    daily = [a for a in assets if a.partitions_def is daily_partitions]
+    with stages.stage(
+        f"daily assets {DEMO_PERIOD_START.date()} .. {last_day}", steps=len(daily)
+    ) as done:
+        results.append(
+            dg.materialize(
+                daily,
+                instance=instance,
+                resources=resources,
+                tags=partition_range_tags(DEMO_PERIOD_START.date().isoformat(), last_day),
+                raise_on_error=True,
+            )
         )
-    )
+        done(f"{len(results[1].get_asset_materialization_events())} materializations")
     return sorted(
         {
             e.asset_key.to_user_string()
@@ -407,20 +418,31 @@ def _summary(engine: Engine, warehouse: Warehouse) -> list[str]:
 
 
 def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
-    """The first README command: migrate, load catalog and demo data, run assets, summarize."""
-    warehouse, engine = connect(settings)
-    echo(f"warehouse ready: {warehouse.safe_url}")
-    migrate.upgrade(engine)
-    echo(f"schema at {migrate.current_revision(engine)}")
-    with engine.begin() as conn:
+    """The first README command: migrate, load catalog and demo data, run assets, summarize.
+
+    One line per stage reaches the console (with a progress bar on a terminal); the
+    Dagster events, dbt's node lines and library warnings go to a log file whose path is
+    printed first. A failing stage prints its error and the log's last lines."""
+    log_path = settings.billing_data_dir / "logs" / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
+    stages = Stages(echo=echo, log_path=log_path)
+    echo(f"full log: {log_path}")
+    with stages.stage("warehouse") as done:
+        warehouse, engine = connect(settings)
+        done(f"ready: {warehouse.safe_url}")
+    with stages.stage("schema") as done:
+        migrate.upgrade(engine)
+        done(f"at {migrate.current_revision(engine)}")
+    with stages.stage("catalog") as done, engine.begin() as conn:
         changed = sync_catalog(conn, load_catalog())
-        echo(f"catalog: {sum(changed.values())} rows changed")
-        created = load_demo_data(conn)
-    echo(f"demo data: {created} new rows")
-    materialized = materialize_all(settings, dagster_environment(warehouse, settings), engine)
-    echo(f"materialized {len(materialized)} assets")
-    for line in publish_and_notify(settings):
-        echo(line)
+        done(f"{sum(changed.values())} rows changed")
+    with stages.stage("demo data") as done, engine.begin() as conn:
+        done(f"{load_demo_data(conn)} new rows")
+    materialized = materialize_all(
+        settings, dagster_environment(warehouse, settings), engine, stages
+    )
+    echo(f"materialized {len(materialized)} assets in {stages.total:.1f} s")
+    with stages.stage("events and notifications") as done:
+        done("; ".join(publish_and_notify(settings)))
     for line in _summary(engine, warehouse):
         echo(line)
     for line in _api_lines(engine, settings):

@@ -15,6 +15,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dagster_billing.catalog import catalog_currencies
+from dagster_billing.redact import redact
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
 
     usage_aggregation_interval: str = "1h"
     usage_retention_days: int = Field(90, ge=1, le=3650)
+    usage_max_clock_skew_minutes: int = Field(5, ge=0, le=1440)
     usage_enable_realtime: bool = True
 
     notification_service_url: AnyHttpUrl = AnyHttpUrl("http://localhost:8080")
@@ -77,6 +79,13 @@ class Settings(BaseSettings):
 
     api_rate_limit: str = "100/second"
     api_rate_limit_storage: str = "memory://"
+
+    @field_validator("billing_database_dsn", "dagster_pg_url")
+    @classmethod
+    def _is_a_postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (problem := postgres_url_problem(value.get_secret_value())):
+            raise ValueError(problem)
+        return value
 
     @field_validator("invoice_tax_rate")
     @classmethod
@@ -132,16 +141,38 @@ class Settings(BaseSettings):
         return self
 
 
+def postgres_url_problem(dsn: str) -> str | None:
+    """What is wrong with `dsn` as a Postgres URL, without repeating it (it holds a password)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(dsn.replace("postgres://", "postgresql://", 1))
+    except ArgumentError:
+        return "not a URL; expected a URL like postgresql://db.internal:5432/billing"
+    except ValueError:
+        return "the port is not a number; expected a URL like postgresql://db.internal:5432/billing"
+    if url.get_backend_name() != "postgresql":
+        return f"must be a postgresql:// URL, got {url.drivername}://"
+    return None
+
+
 def _describe(error: dict[str, Any]) -> str:
-    """Turn pydantic's error into `ENV_NAME: message`, the form operators grep for."""
-    message = str(error["msg"]).removeprefix("Value error, ")
+    """Turn pydantic's error into `ENV_NAME: message`, the form operators grep for; a
+    password inside a URL given is masked."""
+    message = redact(str(error["msg"]).removeprefix("Value error, "))
     if not error["loc"]:
         return message
     name = str(error["loc"][0]).upper()
     given = error.get("input")
-    if "SECRET" in name or "KEY" in name or "DSN" in name or given is None:
+    secret = any(part in name for part in ("SECRET", "KEY", "DSN", "PG_URL"))
+    if secret or given is None:
         return f"{name}: {message}"
-    return f"{name}: {message}, got {given!r}" if "got " not in message else f"{name}: {message}"
+    return (
+        f"{name}: {message}, got {redact(repr(given))}"
+        if "got " not in message
+        else f"{name}: {message}"
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:

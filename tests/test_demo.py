@@ -1,6 +1,7 @@
 """`billing demo` runs end to end, and a second run changes nothing."""
 
 import re
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -42,9 +43,18 @@ def test_demo_twice_is_idempotent(blank_warehouse: Warehouse) -> None:
         "  total 228.21  credits 0.00  due 228.21"
     ) in first.stdout
     assert "MRR (analytics.fct_mrr, USD):" in first.stdout
+    # One line per stage before the summary; the Dagster and dbt chatter is in the log.
+    stages = first.stdout.split("warehouse: postgresql")[0].splitlines()
+    assert len(stages) <= 12, first.stdout[:3000]
+    assert all(re.search(r"\(\d+\.\d s\)$", line) for line in stages[1:-1]), stages
+    assert "BetaWarning" not in first.stdout + first.stderr
+    assert "DEBUG" not in first.stdout + first.stderr
+    log = Path(stages[0].removeprefix("full log: "))
+    assert "STEP_SUCCESS" in log.read_text()
+    assert re.search(r"daily assets 2026-10-01 \.\. 2026-11-01: \d+ materializations", first.stdout)
     # Events go to Kafka only when a broker is configured; emails to files without SMTP.
-    assert re.search(r"^events: (no Kafka broker|\d+ published now)", first.stdout, re.M)
-    assert re.search(r"^notifications: [1-9]\d* sent .*, 0 failed$", first.stdout, re.M)
+    assert re.search(r"events: (no Kafka broker|\d+ published now)", first.stdout)
+    assert re.search(r"notifications: [1-9]\d* sent .*, 0 failed \(", first.stdout)
     after_first = _counts(blank_warehouse)
     assert after_first["organizations"] == 5 and after_first["subscriptions"] == 5
 

@@ -8,6 +8,8 @@ from typing import Any
 import dagster as dg
 import httpx
 
+from dagster_billing.redact import redact
+
 
 class PrometheusUnavailableError(Exception):
     """Prometheus could not answer; the run fails whole and the retry policy tries again."""
@@ -25,27 +27,26 @@ class PrometheusResource(dg.ConfigurableResource):
             raise PrometheusUnavailableError("PROMETHEUS_URL: not set; usage cannot be read")
         endpoint = f"{self.url.rstrip('/')}/api/v1/query"
         params = {"query": promql, "time": f"{at.timestamp():.3f}"}
+        where = redact(self.url)
         try:
             response = httpx.get(
                 endpoint, params=params, timeout=self.timeout_seconds, trust_env=False
             )
         except httpx.TimeoutException:
             raise PrometheusUnavailableError(
-                f"Prometheus at {self.url} did not answer {promql!r} within "
-                f"{self.timeout_seconds:g} s"
+                f"Prometheus at {where} did not answer {promql!r} within {self.timeout_seconds:g} s"
             ) from None
         except httpx.HTTPError as exc:
             raise PrometheusUnavailableError(
-                f"Prometheus at {self.url} unreachable for {promql!r}: {exc}"
+                f"Prometheus at {where} unreachable for {promql!r}: {redact(exc)}"
             ) from None
         try:
             body = response.json()
         except ValueError:
             body = {}
         if response.status_code != 200 or body.get("status") != "success":
-            reason = body.get("error") or response.text[:200]
+            reason = redact(body.get("error") or response.text[:200])
             raise PrometheusUnavailableError(
-                f"Prometheus at {self.url} refused {promql!r} (HTTP {response.status_code}): "
-                f"{reason}"
+                f"Prometheus at {where} refused {promql!r} (HTTP {response.status_code}): {reason}"
             )
         return body["data"]["result"]

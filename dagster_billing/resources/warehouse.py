@@ -8,6 +8,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
+from dagster_billing.settings import Settings
 from dagster_billing.warehouse.database import Warehouse, make_engine, resolve_warehouse
 
 
@@ -17,6 +18,7 @@ class WarehouseResource(dg.ConfigurableResource):
     dsn: str | None = None
     data_dir: str
     dbt_schema: str = "analytics"
+    usage_retention_days: int = Settings.model_fields["usage_retention_days"].default
 
     _warehouse: Warehouse | None = PrivateAttr(default=None)
     _engine: Engine | None = PrivateAttr(default=None)

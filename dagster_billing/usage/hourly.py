@@ -103,9 +103,11 @@ def _parse(raw: str) -> Decimal | str:
 def counter_usage(metric: str, series: Series, org: str | None) -> tuple[Decimal, list[Reject]]:
     """Sum of increments inside the hour; a drop is a restart (counts from zero).
 
-    No baseline means the series is new, so its first value counts from zero too. An
-    unusable baseline makes the first good sample the baseline: billing nothing is
-    safer than billing a counter's whole history.
+    No baseline means the series is new, so its first value counts from zero too. The
+    baseline is the last valid sample before the hour (`read_hour` skips unbillable ones);
+    only when none is found within the fallback lookback is it unusable, and then the
+    first good sample becomes the baseline: billing nothing is safer than billing a
+    counter's whole history.
     """
     rejects = []
     previous: Decimal | None = None
@@ -228,6 +230,8 @@ def read_hour(
             if missing and fallback_lookback > baseline_lookback:
                 selector = f'{series_name}{{organization=~"{_regex_alternatives(missing)}"}}'
                 _attach_baselines(prometheus, selector, hour_start, found, fallback_lookback)
+            for lookback in (baseline_lookback, max(baseline_lookback, fallback_lookback)):
+                _repair_baselines(prometheus, series_name, hour_start, found, lookback)
         by_metric[metric] = list(found.values())
     return aggregate(hour_start, by_metric)
 
@@ -244,3 +248,42 @@ def _attach_baselines(
         series = found.get(_labels(result))
         if series is not None and series.baseline is None:
             series.baseline = result["value"][1]
+
+
+def _last_valid(values: Iterable[tuple[float, str]]) -> str | None:
+    """The newest raw value that can be billed (not NaN, infinite, negative or garbage)."""
+    for _, raw in reversed(list(values)):
+        if isinstance(_parse(raw), Decimal):
+            return raw
+    return None
+
+
+def _repair_baselines(
+    prometheus: PromQuerier,
+    series_name: str,
+    hour_start: datetime,
+    found: dict[tuple[tuple[str, str], ...], Series],
+    lookback: timedelta,
+) -> None:
+    """Replace an unbillable baseline (`last_over_time` returns a NaN as readily as a
+    number) by the last valid sample before the hour, read raw over `lookback`.
+
+    Without this the increments between that valid sample and the next one are billed in
+    no hour at all. Only series with a bad baseline are read raw, so the common case stays
+    one `last_over_time` query.
+    """
+    bad = {
+        key: series
+        for key, series in found.items()
+        if series.baseline is not None
+        and not isinstance(_parse(series.baseline), Decimal)
+        and series.labels.get("organization")
+    }
+    if not bad:
+        return
+    orgs = {series.labels["organization"] for series in bad.values()}
+    selector = f'{series_name}{{organization=~"{_regex_alternatives(orgs)}"}}'
+    for result in prometheus.query(f"{selector}[{_duration(lookback)}]", hour_start - ONE_MS):
+        series = bad.get(_labels(result))
+        if series is not None and (valid := _last_valid(result["values"])) is not None:
+            series.baseline = valid

@@ -40,6 +40,50 @@ REQUIRED = ("organization", "metric", "quantity")
 CHUNK = 1 << 20
 
 
+@dataclass(frozen=True)
+class AcceptedHours:
+    """The instants an import may write: none older than the retention window (the next
+    partition maintenance would drop them) and none further in the future than clock skew
+    explains. The messages name the setting behind each bound."""
+
+    earliest: datetime
+    latest: datetime
+    too_old: str
+    too_new: str
+
+
+def accepted_hours(now: datetime, retention_days: int, max_skew_minutes: int) -> AcceptedHours:
+    """[now - USAGE_RETENTION_DAYS, now + USAGE_MAX_CLOCK_SKEW_MINUTES]."""
+    earliest = now - timedelta(days=retention_days)
+    latest = now + timedelta(minutes=max_skew_minutes)
+    return AcceptedHours(
+        earliest,
+        latest,
+        f"before {earliest:%Y-%m-%dT%H:%M:%SZ}, outside the {retention_days} days of usage"
+        " kept (USAGE_RETENTION_DAYS)",
+        f"after {latest:%Y-%m-%dT%H:%M:%SZ}, in the future by more than {max_skew_minutes}"
+        " min (USAGE_MAX_CLOCK_SKEW_MINUTES)",
+    )
+
+
+# Library callers that pass no window still refuse what no partition can hold.
+UNBOUNDED = AcceptedHours(
+    datetime.min.replace(tzinfo=UTC),
+    datetime.max.replace(tzinfo=UTC),
+    "not a finite time",
+    "not a finite time",
+)
+
+
+def _window_params(window: AcceptedHours) -> dict[str, Any]:
+    return {
+        "earliest": window.earliest,
+        "latest": window.latest,
+        "too_old": window.too_old,
+        "too_new": window.too_new,
+    }
+
+
 class UsageImportError(Exception):
     """The file cannot be imported as a whole (format, header, or bad rows)."""
 
@@ -157,10 +201,14 @@ def _load(conn: Connection, path: Path) -> None:
         sa.text(
             f"create temp table usage_import_stage on commit drop as select l.line, {fields},"
             " case when l.doc is null or btrim(l.doc) = '' then 'blank'"
+            " when not j.ok and nonfinite is not null then nonfinite[1] || ': ' || nonfinite[2]"
+            " || ' is not a JSON number (JSON has no NaN or Infinity; give a finite number)'"
             " when not j.ok or jsonb_typeof(j.d) <> 'object' then 'json' end as json_problem"
             " from usage_import_lines l cross join lateral (select"
             " coalesce(dictamesh_billing_is_valid(l.doc, 'jsonb'), false) as ok) v"
             " cross join lateral (select v.ok, case when v.ok then cast(l.doc as jsonb) end as d) j"
+            " cross join lateral (select case when not v.ok then regexp_match(l.doc,"
+            ' \'"([^"\\\\]*)"\\s*:\\s*(-?Infinity|NaN)\\M\') end as nonfinite) n'
         )
     )
 
@@ -196,7 +244,9 @@ with rows as (
     ) parsed
 )
 select line, organization_id, metric, hour_start,
-       case when q >= 0 and q < 1e18 and scale(q) <= 6 then cast(q as numeric(24, 6)) end
+       case when q >= 0 and q < 1e18 and scale(q) <= 6
+                 and at >= cast(:earliest as timestamptz) and at <= cast(:latest as timestamptz)
+            then cast(q as numeric(24, 6)) end
            as quantity,
        nullif(idempotency_key, '') as idempotency_key,
        false as duplicate,
@@ -213,9 +263,22 @@ select line, organization_id, metric, hour_start,
                || ': not a timestamp, got ' || quote_literal(coalesce(hour, "timestamp"))
            when hour is not null and not aligned
                then 'hour: must be the start of an hour, got ' || quote_literal(hour)
+           when at < cast(:earliest as timestamptz) then
+               (case when hour is not null then 'hour' else 'timestamp' end) || ': '
+               || :too_old || ', got ' || quote_literal(coalesce(hour, "timestamp"))
+           when at > cast(:latest as timestamptz) then
+               (case when hour is not null then 'hour' else 'timestamp' end) || ': '
+               || :too_new || ', got ' || quote_literal(coalesce(hour, "timestamp"))
            when coalesce(quantity, '') = '' then 'quantity: required'
-           when q is null or q < 0 or q >= 1e18 or scale(q) > 6
-               then 'quantity: must be a decimal >= 0 with at most 6 decimals, got '
+           when q is null then 'quantity: not a number, got ' || quote_literal(quantity)
+           when q in ('NaN', 'Infinity', '-Infinity')
+               then 'quantity: must be a finite number, got ' || quote_literal(quantity)
+           when q < 0 then 'quantity: must be >= 0, got ' || quote_literal(quantity)
+           when q >= 1e18
+               then 'quantity: must be less than 10^18 (the column is numeric(24, 6)), got '
+                    || quote_literal(quantity)
+           when scale(q) > 6
+               then 'quantity: at most 6 decimals (the column is numeric(24, 6)), got '
                     || quote_literal(quantity)
        end as problem
 from rows
@@ -440,7 +503,7 @@ def _bounds(day: date) -> tuple[str, str]:
     return start.isoformat(), (start + timedelta(days=1)).isoformat()
 
 
-def _validate(conn: Connection, is_jsonl: bool) -> None:
+def _validate(conn: Connection, is_jsonl: bool, window: AcceptedHours) -> None:
     """Fill `usage_import_checked`: every row with its problem (null when valid)."""
     conn.execute(sa.text(_HOURS))
     conn.execute(
@@ -449,10 +512,12 @@ def _validate(conn: Connection, is_jsonl: bool) -> None:
                 "{json_case}",
                 "when json_problem = 'blank' then 'line: blank'"
                 " when json_problem = 'json' then 'line: not a JSON object'"
+                " when json_problem is not null then json_problem"
                 if is_jsonl
                 else "",
             )
-        )
+        ),
+        _window_params(window),
     )
     row_key = "usage_import_checked (hour_start, organization_id, metric) where problem is null"
     if not _unique(conn, f"create unique index usage_import_row on {row_key}"):
@@ -610,7 +675,12 @@ def _build_part(
 
 
 def _import_parallel(
-    conn: Connection, path: Path, names: list[str], token: str, now: datetime
+    conn: Connection,
+    path: Path,
+    names: list[str],
+    token: str,
+    now: datetime,
+    window: AcceptedHours,
 ) -> ImportResult | None:
     """A valid file in WORKERS parts: each connection COPYs a part into an unlogged table,
     then builds the partitions of some of the days from all parts; the caller's transaction
@@ -629,6 +699,12 @@ def _import_parallel(
                 Counter(),
             )
             starts = _hour_starts(conn, list(per_hour), aligned="hour" in names)
+            # an hour that reaches past a bound may hold a refused instant: full check
+            if any(
+                start < window.earliest or start + timedelta(hours=1) > window.latest
+                for start in starts.values()
+            ):
+                raise _NotProvenError
             staged = " union all ".join(f"select * from {token}_s{j}" for j in range(WORKERS))
             if "idempotency_key" in names and _keys_repeat(engine, staged):
                 raise _NotProvenError
@@ -668,10 +744,15 @@ def _import_parallel(
 
 
 def import_usage(
-    conn: Connection, path: Path, skip_invalid: bool = False, max_problems: int = 100
+    conn: Connection,
+    path: Path,
+    skip_invalid: bool = False,
+    max_problems: int = 100,
+    window: AcceptedHours = UNBOUNDED,
 ) -> ImportResult:
     """Import `path` in the caller's transaction; raises UsageImportError (nothing
-    written) when rows are bad and `skip_invalid` is false."""
+    written) when rows are bad and `skip_invalid` is false. Rows outside `window` are
+    bad rows; `billing usage import` passes `accepted_hours(...)` from the settings."""
     conn.execute(sa.text("set local timezone = 'UTC'"))  # a timestamp without offset is UTC
     is_jsonl = _format(path) == "jsonl"
     names = None if is_jsonl else _csv_header(path)
@@ -680,10 +761,10 @@ def import_usage(
     with ThreadPoolExecutor(1) as pool:
         digest = pool.submit(_sha256, path)
         result = (
-            _import_parallel(conn, path, names, token, now)
+            _import_parallel(conn, path, names, token, now, window)
             if names and path.stat().st_size > PARALLEL_BYTES
             else None
-        ) or _import_checked(conn, path, is_jsonl, skip_invalid, max_problems, token, now)
+        ) or _import_checked(conn, path, is_jsonl, skip_invalid, max_problems, token, now, window)
         conn.execute(
             sa.text(
                 "insert into dictamesh_billing_usage_imports (file_name, file_sha256, rows_read,"
@@ -710,10 +791,11 @@ def _import_checked(
     max_problems: int,
     token: str,
     now: datetime,
+    window: AcceptedHours,
 ) -> ImportResult:
     """The full check: every row staged as text with its line, every problem named."""
     _load(conn, path)
-    _validate(conn, is_jsonl)
+    _validate(conn, is_jsonl, window)
     result = ImportResult()
     result.rows_read, result.rows_invalid, result.rows_duplicate = conn.execute(
         sa.text(
@@ -740,7 +822,7 @@ def _import_checked(
     days = conn.scalars(
         sa.text(
             "select distinct cast(hour_start at time zone 'UTC' as date) as day"
-            " from usage_import_hours where hour_start is not null order by 1"
+            f" from usage_import_checked where {VALID} order by 1"
         )
     ).all()
     if not days:

@@ -9,7 +9,7 @@ Postgres plans quickly. Expired data leaves by DROP TABLE, never by row DELETE.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -24,6 +24,8 @@ DAYS_AHEAD = 7
 class MaintenanceResult:
     created: list[str]
     dropped: list[str]
+    # rows each dropped partition held: what the run reports, so no day leaves unsaid
+    dropped_rows: dict[str, int] = field(default_factory=dict)
 
 
 def partition_name(day: date) -> str:
@@ -80,15 +82,16 @@ def ensure_partitions_for(conn: Connection, start: datetime, end: datetime) -> l
     return ensure_partitions(conn, start.date(), (end - timedelta(microseconds=1)).date())
 
 
-def drop_expired_partitions(conn: Connection, now: datetime, retention_days: int) -> list[str]:
-    """Drop whole partitions whose every hour is older than the retention window."""
+def drop_expired_partitions(conn: Connection, now: datetime, retention_days: int) -> dict[str, int]:
+    """Drop whole partitions whose every hour is older than the retention window; returns
+    each dropped partition with the rows it held."""
     lock_partitions(conn)
     cutoff = (now - timedelta(days=retention_days)).date()
-    dropped = []
+    dropped = {}
     for day, name in sorted(existing_partitions(conn).items()):
         if day + timedelta(days=1) <= cutoff:
+            dropped[name] = conn.scalar(sa.text(f"select count(*) from {name}"))
             conn.execute(sa.text(f"drop table {name}"))
-            dropped.append(name)
     return dropped
 
 
@@ -98,4 +101,5 @@ def maintain(
     """Create today's and the next `days_ahead` partitions; drop the expired ones."""
     today = now.astimezone(UTC).date()
     created = ensure_partitions(conn, today, today + timedelta(days=days_ahead))
-    return MaintenanceResult(created, drop_expired_partitions(conn, now, retention_days))
+    dropped = drop_expired_partitions(conn, now, retention_days)
+    return MaintenanceResult(created, list(dropped), dropped)

@@ -17,6 +17,7 @@ from dagster_billing.usage.hourly import HourReading
 from dagster_billing.usage.importer import ImportResult, UsageImportError, import_usage
 from dagster_billing.usage.store import write_hour
 from dagster_billing.warehouse.database import Warehouse
+from dagster_billing.warehouse.partitions import existing_partitions
 from tests.test_cli import billing
 from tests.usage.helpers import create_organizations, create_subscription, insert_usage, usage_rows
 
@@ -110,8 +111,8 @@ def test_bad_rows_are_reported_by_line_and_field_and_nothing_loads(
         "line 4: metric: unknown metric 'bandwidth'",
         "line 5: hour: must be the start of an hour, got '2026-04-03T00:30:00Z'",
         "line 6: hour: not a timestamp, got 'yesterday-ish'",
-        "line 7: quantity: must be a decimal >= 0 with at most 6 decimals, got '-5'",
-        "line 8: quantity: must be a decimal >= 0 with at most 6 decimals, got '1.0000001'",
+        "line 7: quantity: must be >= 0, got '-5'",
+        "line 8: quantity: at most 6 decimals (the column is numeric(24, 6)), got '1.0000001'",
         "line 9: organization, metric, hour: conflicts with line 2",
         "line 10: idempotency_key: used by line 2 for a different row",
         "line 11: quantity: required",
@@ -151,10 +152,13 @@ def test_cli_import_reports_and_exits_nonzero_on_bad_rows(
 ) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(BAD_CSV)
-    refused = billing("usage", "import", str(path), dsn=warehouse.libpq_url())
+    keep = {"USAGE_RETENTION_DAYS": "3650"}  # the file's April 2026 hours are in the window
+    refused = billing("usage", "import", str(path), dsn=warehouse.libpq_url(), **keep)
     assert refused.returncode == 1
     assert "line 3: organization: unknown organization 'nobody'" in refused.stderr
-    accepted = billing("usage", "import", str(path), "--skip-invalid", dsn=warehouse.libpq_url())
+    accepted = billing(
+        "usage", "import", str(path), "--skip-invalid", dsn=warehouse.libpq_url(), **keep
+    )
     assert accepted.returncode == 0, accepted.stderr
     assert "10 rows read" in accepted.stdout
 
@@ -306,7 +310,7 @@ def test_a_large_file_with_bad_rows_gets_the_full_report(engine: Engine, tmp_pat
     assert error.value.problems == [
         "line 102: organization: unknown organization 'nobody'",
         "line 20002: metric: unknown metric 'bandwidth'",
-        "line 23002: quantity: must be a decimal >= 0 with at most 6 decimals, got '4.0000001'",
+        "line 23002: quantity: at most 6 decimals (the column is numeric(24, 6)), got '4.0000001'",
     ]
     result = _import(engine, path, skip_invalid=True)
     assert (result.rows_invalid, result.rows_duplicate, result.rows_written) == (3, 1, 23_997)
@@ -315,3 +319,88 @@ def test_a_large_file_with_bad_rows_gets_the_full_report(engine: Engine, tmp_pat
             sa.text("select count(*) from pg_class where relname like 'usage\\_import\\_%'")
         )
     assert scratch == 0
+
+
+def test_quantity_limits_and_json_non_numbers_name_the_field(
+    engine: Engine, orgs: dict[str, int], tmp_path: Path
+) -> None:
+    csv_path = tmp_path / "limits.csv"
+    csv_path.write_text(
+        "organization,metric,hour,quantity\n"
+        "imp-a,api_calls,2026-04-04T00:00:00Z,1e30\n"  # line 2: beyond numeric(24, 6)
+        "imp-a,transfer,2026-04-04T00:00:00Z,NaN\n"  # line 3
+        "imp-a,storage,2026-04-04T00:00:00Z,lots\n"  # line 4
+        "imp-b,api_calls,2026-04-04T00:00:00Z,999999999999999999.999999\n"  # 5: the largest
+        "imp-b,transfer,infinity,1\n"  # 6: no partition holds it
+    )
+    with pytest.raises(UsageImportError) as error:
+        _import(engine, csv_path)
+    assert error.value.problems == [
+        "line 2: quantity: must be less than 10^18 (the column is numeric(24, 6)), got '1e30'",
+        "line 3: quantity: must be a finite number, got 'NaN'",
+        "line 4: quantity: not a number, got 'lots'",
+        "line 6: hour: not a finite time, got 'infinity'",
+    ]
+    jsonl = tmp_path / "nonfinite.jsonl"
+    jsonl.write_text(
+        '{"organization": "imp-a", "metric": "api_calls", "hour": "2026-04-04T01:00:00Z",'
+        ' "quantity": NaN}\n'
+        '{"organization": "imp-a", "metric": "api_calls", "hour": "2026-04-04T02:00:00Z",'
+        ' "quantity": -Infinity}\n'
+        '{"organization": "imp-a", "quantity": 1\n'
+    )
+    with pytest.raises(UsageImportError) as error:
+        _import(engine, jsonl)
+    assert error.value.problems == [
+        "line 1: quantity: NaN is not a JSON number (JSON has no NaN or Infinity;"
+        " give a finite number)",
+        "line 2: quantity: -Infinity is not a JSON number (JSON has no NaN or Infinity;"
+        " give a finite number)",
+        "line 3: line: not a JSON object",
+    ]
+
+
+def test_rows_outside_retention_or_in_the_future_are_refused_by_line_and_field(
+    warehouse: Warehouse, engine: Engine, orgs: dict[str, int], tmp_path: Path
+) -> None:
+    """The rows of 1970 and 2999 were once written (with partitions made for them) and the
+    1970 one dropped silently by the next retention run: the import refuses them instead."""
+    now = datetime.now(UTC)
+    recent = (now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    expired = (now - timedelta(days=31)).replace(minute=0, second=0, microsecond=0)
+    path = tmp_path / "years.csv"
+    path.write_text(
+        "organization,metric,hour,timestamp,quantity\n"
+        f"imp-a,api_calls,{recent.isoformat()},,11\n"  # line 2: fine
+        "imp-a,api_calls,1970-01-01T00:00:00Z,,12\n"  # 3: before retention
+        "imp-a,api_calls,2999-01-01T00:00:00Z,,13\n"  # 4: the future
+        f"imp-a,storage,{expired.isoformat()},,14\n"  # 5: 31 days > USAGE_RETENTION_DAYS=30
+        f"imp-a,transfer,,{(now + timedelta(hours=1)).isoformat()},15\n"  # 6: an hour ahead
+    )
+    env = {"USAGE_RETENTION_DAYS": "30", "USAGE_MAX_CLOCK_SKEW_MINUTES": "10"}
+    with engine.connect() as conn:
+        partitions_before = set(existing_partitions(conn))
+    refused = billing("usage", "import", str(path), dsn=warehouse.libpq_url(), **env)
+    assert refused.returncode == 1
+    problems = [line.strip() for line in refused.stderr.splitlines() if line.startswith("  ")]
+    assert [p.split(":")[0:2] for p in problems] == [
+        ["line 3", " hour"],
+        ["line 4", " hour"],
+        ["line 5", " hour"],
+        ["line 6", " timestamp"],
+    ]
+    assert (
+        "outside the 30 days of usage kept (USAGE_RETENTION_DAYS), got '1970-01-01" in (problems[0])
+    )
+    assert "in the future by more than 10 min (USAGE_MAX_CLOCK_SKEW_MINUTES)" in problems[1]
+    assert "4 of 5 rows invalid; nothing imported" in refused.stderr
+
+    accepted = billing(
+        "usage", "import", str(path), "--skip-invalid", dsn=warehouse.libpq_url(), **env
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert "5 rows read, 1 written, 0 duplicates, 4 invalid skipped" in accepted.stdout
+    assert usage_rows(engine, recent)[("imp-a", "api_calls")] == Decimal(11)
+    with engine.connect() as conn:
+        created = set(existing_partitions(conn)) - partitions_before
+    assert created <= {recent.date()}
