@@ -2,6 +2,11 @@
 
 import dagster as dg
 
+from dagster_billing.assets.audit import (
+    audit_checkpoint,
+    audit_checkpoint_job,
+    audit_checkpoint_schedule,
+)
 from dagster_billing.assets.catalog import billing_catalog
 from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
@@ -47,10 +52,11 @@ defs = dg.Definitions(
         billing_dbt_models,
         billing_invoice_models,
         *invoicing_assets,
+        audit_checkpoint,
     ],
     asset_checks=invoicing_checks,
-    jobs=jobs,
-    schedules=schedules,
+    jobs=[*jobs, audit_checkpoint_job],
+    schedules=[*schedules, audit_checkpoint_schedule],
     sensors=sensors,
     resources=build_resources(get_settings()),
 )

@@ -27,6 +27,7 @@ from dagster_billing.warehouse.schema import (
     invoice_line_items,
     invoice_number_counters,
     invoices,
+    usage_adjustments,
 )
 
 FINALIZE_LOCK = "dictamesh_billing_invoices.finalize"
@@ -153,6 +154,34 @@ def _resolve_adjusted(conn: Connection, drafts: list[DraftInvoice]) -> dict[str,
                     f".adjusts_invoice_key: no finalized invoice {line.adjusts_invoice_key!r}"
                 )
     return resolved
+
+
+def _consume_adjustments(
+    conn: Connection, drafts: list[DraftInvoice], adjusted: dict[str, int]
+) -> None:
+    """Late usage an adjustment line now bills is no longer pending: stamp it consumed.
+
+    A line corrects one (invoice, metric); every pending adjustment of that pair is the
+    change it carries (the line bills the difference between the invoice rated now and
+    what was billed, so it covers all of them at once).
+    """
+    pairs = {
+        (adjusted[line.adjusts_invoice_key], line.metric)
+        for draft in drafts
+        for line in draft.lines
+        if line.adjusts_invoice_key is not None and line.metric is not None
+    }
+    if pairs:
+        conn.execute(
+            sa.update(usage_adjustments)
+            .where(
+                sa.tuple_(usage_adjustments.c.invoice_id, usage_adjustments.c.metric).in_(
+                    sorted(pairs)
+                ),
+                usage_adjustments.c.consumed_at.is_(None),
+            )
+            .values(consumed_at=sa.func.now())
+        )
 
 
 class _Ledger:
@@ -308,6 +337,7 @@ def finalize_drafts(
         for line in draft.lines
     ]
     copy_rows(conn, invoice_line_items, _LINE_COPY_COLUMNS, line_rows)
+    _consume_adjustments(conn, new, adjusted)
 
     years = Counter(d.billing_date.year for d in new)
     sequences = _allocate_numbers(conn, prefix, years)
