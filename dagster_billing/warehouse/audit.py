@@ -116,9 +116,7 @@ def verify_chain(conn: Connection, checkpoint: Checkpoint | None = None) -> Chai
             return ChainReport(count, row.id, "content does not match its hash")
         if checkpoint is not None and row.id == checkpoint.head_id:
             if row.hash != checkpoint.head_hash:
-                return ChainReport(
-                    count, row.id, f"hash differs from the checkpoint {checkpoint}"
-                )
+                return ChainReport(count, row.id, f"hash differs from the checkpoint {checkpoint}")
             head_seen = True
         expected_prev = row.hash
     if not head_seen:
