@@ -49,6 +49,9 @@ A11 Taxable subtotal = max(0, subtotal - discount); total = taxable + tax.  A ne
 A12 Line order: fee, seats, proration (per change: fee pair, then seats pair; the
     cancellation credits last), then overage as api_calls, storage, transfer,
     query_processing.
+A13 An invoice with arrears but no line at all (a zero invoice) gets one ``usage`` line
+    per metric at amount 0: quantity = the period's usage in billing units (storage: the
+    average), to 6 dp.
 """
 
 from __future__ import annotations
@@ -455,6 +458,35 @@ def overage_lines(
     return lines
 
 
+def usage_lines(
+    sub: Subscription,
+    usage: dict[tuple[str, str], dict[datetime, Decimal]],
+    start: datetime,
+    period_end: datetime,
+    end: datetime,
+) -> list[Line]:
+    """A13: an invoice with arrears and no other line shows, per metric, the usage of
+    [start, end) in billing units (6 dp) at zero amount, so a zero invoice says why."""
+    period_seconds = Decimal(seconds(start, period_end))
+    lines = []
+    for metric in METRICS:
+        rows = usage.get((sub.org, metric), {})
+        used = sum((q for hour, q in rows.items() if start <= hour < end), Decimal(0))
+        if metric == "storage":
+            used = used / (period_seconds / 3600)
+        quantity = round6(used / UNIT_SIZE[metric])
+        lines.append(
+            Line(
+                "usage",
+                f"{METRIC_NAMES[metric]} usage",
+                Decimal(0),
+                fmt_qty(quantity),
+                metric=metric,
+            )
+        )
+    return lines
+
+
 # ---- Invoices -----------------------------------------------------------------------------
 
 
@@ -537,6 +569,7 @@ def subscription_invoices(
             previous = sub.billing_date(k - 1)
             lines += proration_lines(sub, previous, date)
             lines += overage_lines(sub, usage, previous, date, date)
+            lines = lines or usage_lines(sub, usage, previous, date, date)
         invoices.append(make_invoice(sub, org, date, lines, len(invoices) + 1))
         if ends_here:
             break  # cancelled at period end: nothing follows
@@ -546,6 +579,7 @@ def subscription_invoices(
                 lines = proration_lines(sub, date, cancel_at)
                 lines += cancellation_lines(sub, cancel_at)
                 lines += overage_lines(sub, usage, date, next_date, cancel_at)
+                lines = lines or usage_lines(sub, usage, date, next_date, cancel_at)
                 invoices.append(make_invoice(sub, org, cancel_at, lines, len(invoices) + 1))
             break
         k += 1
