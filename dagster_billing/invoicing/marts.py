@@ -34,7 +34,7 @@ create table analytics.fct_invoice_line_items (
     period_end timestamptz, tier_detail jsonb, adjusts_invoice_key text
 );
 create table analytics.fct_invoice_credit_applications (
-    invoice_key text, credit_id bigint, amount numeric
+    invoice_key text, credit_id bigint, amount numeric, balance_invoice_key text
 );
 """
 
@@ -56,8 +56,12 @@ class DraftLine:
 
 @dataclass(frozen=True)
 class DraftCredit:
+    """A credit dbt decided this invoice uses: a ledger grant, or (credit_id None) the
+    balance credit of the draft `balance_invoice_key` from the same rating run."""
+
     credit_id: int | None
     amount: Decimal
+    balance_invoice_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,13 +146,15 @@ def _load(conn: Connection, schema: str, where: str, params: dict[str, Any]) -> 
     credits: dict[str, list[DraftCredit]] = defaultdict(list)
     for row in conn.execute(
         sa.text(
-            "select invoice_key, credit_id, amount from "
+            "select invoice_key, credit_id, amount, balance_invoice_key from "
             f"{relation(schema, 'fct_invoice_credit_applications')} "
             f"where invoice_key in ({keys}) order by invoice_key, credit_id nulls last, amount"
         ),
         params,
     ).all():
-        credits[row.invoice_key].append(DraftCredit(row.credit_id, row.amount))
+        credits[row.invoice_key].append(
+            DraftCredit(row.credit_id, row.amount, row.balance_invoice_key)
+        )
     drafts = []
     for row in (
         conn.execute(
