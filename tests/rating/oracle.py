@@ -424,6 +424,21 @@ def tier_amount(quantity: Decimal, metric: str, mode: str, currency: str) -> Dec
     return total
 
 
+def period_usage(
+    sub: Subscription,
+    usage: dict[tuple[str, str], dict[datetime, Decimal]],
+    metric: str,
+    start: datetime,
+    end: datetime,
+    period_seconds: Decimal,
+) -> Decimal:
+    """Usage in [start, end) in raw units; storage as GB-month, the average over all the
+    hours of the whole period."""
+    rows = usage.get((sub.org, metric), {})
+    used = sum((q for hour, q in rows.items() if start <= hour < end), Decimal(0))
+    return used / (period_seconds / 3600) if metric == "storage" else used
+
+
 def overage_lines(
     sub: Subscription,
     usage: dict[tuple[str, str], dict[datetime, Decimal]],
@@ -445,10 +460,7 @@ def overage_lines(
             (dec(PLANS[plan]["quotas"][metric]) * secs / period_seconds for plan, secs in segments),
             Decimal(0),
         )
-        rows = usage.get((sub.org, metric), {})
-        used = sum((q for hour, q in rows.items() if start <= hour < end), Decimal(0))
-        if metric == "storage":
-            used = used / (period_seconds / 3600)  # GB-month: average over all hours
+        used = period_usage(sub, usage, metric, start, end, period_seconds)
         quantity = round6((used - quota) / UNIT_SIZE[metric])
         if quantity <= 0:
             continue
@@ -470,10 +482,7 @@ def usage_lines(
     period_seconds = Decimal(seconds(start, period_end))
     lines = []
     for metric in METRICS:
-        rows = usage.get((sub.org, metric), {})
-        used = sum((q for hour, q in rows.items() if start <= hour < end), Decimal(0))
-        if metric == "storage":
-            used = used / (period_seconds / 3600)
+        used = period_usage(sub, usage, metric, start, end, period_seconds)
         quantity = round6(used / UNIT_SIZE[metric])
         lines.append(
             Line(

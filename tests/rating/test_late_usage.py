@@ -31,6 +31,28 @@ def _import(engine: Engine, tmp_path: Path, name: str, rows: list[str]) -> int:
         return import_usage(conn, path).adjustments
 
 
+def _subscribe(
+    engine: Engine, name: str, start: datetime, cancel_at: datetime | None = None
+) -> None:
+    """Organization `name` on a monthly starter subscription `sub-<name>` from `start`."""
+    with engine.begin() as conn:
+        org = conn.scalar(
+            sa.text(
+                "insert into dictamesh_billing_organizations (external_id, name, currency)"
+                " values (:name, :name, 'USD') returning id"
+            ),
+            {"name": name},
+        )
+        conn.execute(
+            sa.text(
+                "insert into dictamesh_billing_subscriptions (external_id, organization_id,"
+                " plan_id, billing_cycle, seats, billing_anchor, started_at, cancel_at) values"
+                " (:sub, :org, 'starter', 'monthly', 3, :start, :start, :cancel_at)"
+            ),
+            {"sub": f"sub-{name}", "org": org, "start": start, "cancel_at": cancel_at},
+        )
+
+
 def _rate(resources: dict, first_day: str, last_day: str) -> None:
     tags = partition_range_tags(first_day, last_day)
     assert dg.materialize([billing_invoice_models], resources=resources, tags=tags).success
@@ -56,21 +78,7 @@ def _draft_lines(engine: Engine, key: str) -> list[tuple[str, Decimal, str | Non
 def test_late_usage_after_finalization_goes_to_next_invoice(
     engine: Engine, warehouse: Warehouse, tmp_path: Path
 ) -> None:
-    with engine.begin() as conn:
-        org = conn.scalar(
-            sa.text(
-                "insert into dictamesh_billing_organizations (external_id, name, currency)"
-                " values ('late', 'Late Ltd', 'USD') returning id"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "insert into dictamesh_billing_subscriptions (external_id, organization_id,"
-                " plan_id, billing_cycle, seats, billing_anchor, started_at) values"
-                " ('sub-late', :org, 'starter', 'monthly', 3, :start, :start)"
-            ),
-            {"org": org, "start": datetime(2026, 4, 1, tzinfo=UTC)},
-        )
+    _subscribe(engine, "late", datetime(2026, 4, 1, tzinfo=UTC))
     _import(engine, tmp_path, "april", ["late,api_calls,2026-04-03T10:00:00Z,3456789"])
     resources = {
         **build_resources(load_settings()),
@@ -129,25 +137,7 @@ def test_late_usage_is_billed_on_the_next_invoice_by_daily_runs_and_by_one_backf
     """A subscription cancelled at the end of October: its November 1 invoice is its last,
     so a September correction that misses it is never billed."""
     engine = make_engine(fresh_warehouse)
-    with engine.begin() as conn:
-        org = conn.scalar(
-            sa.text(
-                "insert into dictamesh_billing_organizations (external_id, name, currency)"
-                " values ('story', 'Story Ltd', 'USD') returning id"
-            )
-        )
-        conn.execute(
-            sa.text(
-                "insert into dictamesh_billing_subscriptions (external_id, organization_id,"
-                " plan_id, billing_cycle, seats, billing_anchor, started_at, cancel_at) values"
-                " ('sub-story', :org, 'starter', 'monthly', 3, :start, :start, :end)"
-            ),
-            {
-                "org": org,
-                "start": datetime(2026, 8, 1, tzinfo=UTC),
-                "end": datetime(2026, 11, 1, tzinfo=UTC),
-            },
-        )
+    _subscribe(engine, "story", datetime(2026, 8, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
     _import(
         engine,
         tmp_path,

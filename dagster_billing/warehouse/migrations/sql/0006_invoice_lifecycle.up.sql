@@ -20,52 +20,19 @@ alter table dictamesh_billing_invoice_line_items
         check (kind in ('subscription_fee', 'seats', 'proration', 'overage', 'adjustment',
                         'usage'));
 
--- As 0004, plus: paid and void are final, and once a finalized invoice records when it
--- was paid, voided or found overdue, why it was voided, or its document's hash, that
--- value never changes (the PDF a customer holds is the one whose hash we stored).
-create or replace function dictamesh_billing_invoice_guard() returns trigger
-language plpgsql as $$
+-- Beside 0004's guard (which keeps statuses on their allowed paths: paid and void are
+-- final): once a finalized invoice records when it was paid, voided or found overdue,
+-- why it was voided, or its document's hash, that value never changes (the PDF a
+-- customer holds is the one whose hash we stored).
+create function dictamesh_billing_invoice_set_once() returns trigger language plpgsql as $$
 begin
-    if tg_op = 'DELETE' then
-        if old.status <> 'draft' then
-            raise exception 'invoice %: a finalized invoice cannot be deleted', old.number
-                using errcode = 'integrity_constraint_violation';
-        end if;
-        return old;
-    end if;
-    if old.status = 'draft' then
-        if new.status not in ('draft', 'open', 'paid') then
-            raise exception 'invoice %: draft -> % is not allowed', old.id, new.status
-                using errcode = 'integrity_constraint_violation';
-        end if;
-        return new;
-    end if;
-    if (new.number, new.invoice_key, new.organization_id, new.subscription_id,
-        new.period_start, new.period_end, new.currency, new.subtotal, new.discount,
-        new.tax_rate, new.tax, new.total, new.credits_applied, new.amount_due,
-        new.issued_at, new.due_at)
-       is distinct from
-       (old.number, old.invoice_key, old.organization_id, old.subscription_id,
-        old.period_start, old.period_end, old.currency, old.subtotal, old.discount,
-        old.tax_rate, old.tax, old.total, old.credits_applied, old.amount_due,
-        old.issued_at, old.due_at)
-    then
-        raise exception 'invoice %: finalized invoices are immutable (amounts, number, dates)',
-            old.number using errcode = 'integrity_constraint_violation';
-    end if;
-    if new.status <> old.status and not (
-        (old.status = 'open' and new.status in ('paid', 'void', 'uncollectible'))
-        or (old.status = 'uncollectible' and new.status in ('paid', 'void'))
+    if old.status <> 'draft' and (
+        (old.paid_at is not null and new.paid_at is distinct from old.paid_at)
+        or (old.voided_at is not null and new.voided_at is distinct from old.voided_at)
+        or (old.void_reason is not null and new.void_reason is distinct from old.void_reason)
+        or (old.overdue_at is not null and new.overdue_at is distinct from old.overdue_at)
+        or (old.pdf_sha256 is not null and new.pdf_sha256 is distinct from old.pdf_sha256)
     ) then
-        raise exception 'invoice %: status % -> % is not allowed', old.number, old.status,
-            new.status using errcode = 'integrity_constraint_violation';
-    end if;
-    if (old.paid_at is not null and new.paid_at is distinct from old.paid_at)
-       or (old.voided_at is not null and new.voided_at is distinct from old.voided_at)
-       or (old.void_reason is not null and new.void_reason is distinct from old.void_reason)
-       or (old.overdue_at is not null and new.overdue_at is distinct from old.overdue_at)
-       or (old.pdf_sha256 is not null and new.pdf_sha256 is distinct from old.pdf_sha256)
-    then
         raise exception 'invoice %: paid_at, voided_at, void_reason, overdue_at and '
             'pdf_sha256 are set once', old.number
             using errcode = 'integrity_constraint_violation';
@@ -73,3 +40,7 @@ begin
     return new;
 end
 $$;
+
+create trigger dictamesh_billing_invoices_set_once
+    before update on dictamesh_billing_invoices
+    for each row execute function dictamesh_billing_invoice_set_once();
