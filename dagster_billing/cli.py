@@ -158,18 +158,72 @@ def catalog_sync() -> None:
             typer.echo(f"  {table}: {count}")
 
 
+def _engine_and_instance() -> tuple[Engine, Any]:
+    """The warehouse and the Dagster instance `billing dev` uses (the audit checkpoints
+    live in its event log)."""
+    import dagster as dg
+
+    from dagster_billing.demo import dagster_environment
+    from dagster_billing.warehouse.database import connect
+
+    settings = get_settings()
+    warehouse, engine = connect(settings)
+    os.environ.update(dagster_environment(warehouse, settings))
+    return engine, dg.DagsterInstance.get()
+
+
 @audit_app.command("verify")
 @one_line_errors
-def audit_verify() -> None:
-    """Recompute the audit log's hash chain; exit 1 at the first broken link."""
-    from dagster_billing.warehouse.audit import verify_chain
+def audit_verify(
+    checkpoint: str = typer.Option(
+        None, "--checkpoint", help="ID:HASH kept from `billing audit checkpoint`."
+    ),
+) -> None:
+    """Recompute the audit log's hash chain and compare its head with the latest
+    checkpoint (or --checkpoint); exit 1 at the first broken link or a cut end."""
+    from dagster_billing.assets.audit import latest_checkpoint
+    from dagster_billing.warehouse.audit import Checkpoint, verify_chain
 
-    with _engine().connect() as conn:
-        report = verify_chain(conn)
+    if checkpoint is not None:
+        try:
+            head = Checkpoint.parse(checkpoint)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        engine = _engine()
+    else:
+        engine, instance = _engine_and_instance()
+        with instance:
+            head = latest_checkpoint(instance)
+    with engine.connect() as conn:
+        report = verify_chain(conn, head)
     if not report.ok:
         typer.echo(f"audit log broken at id {report.broken_at}: {report.reason}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"audit log intact: {report.rows} rows")
+    if head is None:
+        typer.echo(
+            "warning: no audit checkpoint yet, rows cut from the end would go unnoticed;"
+            " run `billing audit checkpoint`",
+            err=True,
+        )
+        typer.echo(f"audit log intact: {report.rows} rows")
+    else:
+        typer.echo(f"audit log intact: {report.rows} rows, checkpoint {head} present")
+
+
+@audit_app.command("checkpoint")
+@one_line_errors
+def audit_checkpoint() -> None:
+    """Record the audit chain's head in the Dagster instance and print it (ID:HASH)
+    for an operator to keep: `billing audit verify` then detects rows cut from the end."""
+    from dagster_billing.assets.audit import record_checkpoint
+    from dagster_billing.warehouse.audit import chain_head
+
+    engine, instance = _engine_and_instance()
+    with engine.begin() as conn:
+        head = chain_head(conn)
+    with instance:
+        record_checkpoint(instance, head)
+    typer.echo(f"audit checkpoint {head} ({head.rows} rows)")
 
 
 def _default_currency(raw: Any, currency: str) -> None:

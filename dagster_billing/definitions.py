@@ -2,6 +2,11 @@
 
 import dagster as dg
 
+from dagster_billing.assets.audit import (
+    audit_checkpoint,
+    audit_checkpoint_job,
+    audit_checkpoint_schedule,
+)
 from dagster_billing.assets.catalog import billing_catalog
 from dagster_billing.assets.events import (
     events_assets,
@@ -67,10 +72,11 @@ defs = dg.Definitions(
         *invoicing_assets,
         *finalized_invoice_tables,
         *events_assets,
+        audit_checkpoint,
     ],
     asset_checks=invoicing_checks,
-    jobs=[*jobs, *events_jobs],
-    schedules=[*schedules, *events_schedules],
+    jobs=[*jobs, *events_jobs, audit_checkpoint_job],
+    schedules=[*schedules, *events_schedules, audit_checkpoint_schedule],
     sensors=[*sensors, *events_sensors],
     resources=build_resources(get_settings()),
 )

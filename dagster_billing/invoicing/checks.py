@@ -6,8 +6,12 @@ violation anywhere is a bug to see, whichever day's partition produced it.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+
+from dagster_billing.invoicing.marts import DEFAULT_SCHEMA, relation
 
 _TOTALS = sa.text(
     """
@@ -84,3 +88,45 @@ def numbering_problems(conn: Connection) -> list[str]:
 
 def invoices_without_pdf(conn: Connection) -> list[str]:
     return list(conn.scalars(_WITHOUT_PDF))
+
+
+def needed_usage_hours(
+    conn: Connection, start: datetime, end: datetime, schema: str = DEFAULT_SCHEMA
+) -> dict[datetime, bool]:
+    """Each UTC hour the unfinalized drafts billed in [start, end) bill usage for (their
+    `usage_start`..`usage_end`, dbt's arrears periods), and whether the warehouse holds
+    any sign it was ingested: an ingestion record or a usage row of that hour."""
+    drafts = relation(schema, "fct_invoices")
+    rows = conn.execute(
+        sa.text(
+            f"""
+            with needed as (
+                select distinct h as hour_start
+                from {drafts} f
+                cross join lateral generate_series(
+                    date_trunc('hour', f.usage_start, 'UTC'),
+                    f.usage_end - interval '1 microsecond',
+                    interval '1 hour'
+                ) as h
+                where f.billing_date >= :start and f.billing_date < :end
+                    and f.usage_start is not null
+                    and not exists (
+                        select 1 from dictamesh_billing_invoices i
+                        where i.subscription_id = f.subscription_id
+                            and i.period_start = f.period_start
+                    )
+            )
+            select hour_start,
+                exists (
+                    select 1 from dictamesh_billing_usage_ingestions g
+                    where g.hour_start = needed.hour_start
+                ) or exists (
+                    select 1 from dictamesh_billing_usage_metrics u
+                    where u.hour_start = needed.hour_start
+                ) as ingested
+            from needed order by hour_start
+            """
+        ),
+        {"start": start, "end": end},
+    )
+    return {row.hour_start: row.ingested for row in rows}

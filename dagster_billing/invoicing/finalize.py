@@ -12,7 +12,6 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,12 +20,13 @@ from sqlalchemy.engine import Connection
 
 from dagster_billing.events.outbox import Event, write_events
 from dagster_billing.invoicing import InvoicingError
-from dagster_billing.invoicing.marts import DEFAULT_SCHEMA, DraftInvoice, load_drafts
+from dagster_billing.invoicing.marts import DEFAULT_SCHEMA, DraftCredit, DraftInvoice, load_drafts
 from dagster_billing.warehouse.schema import (
     credits,
     invoice_line_items,
     invoice_number_counters,
     invoices,
+    usage_adjustments,
 )
 
 FINALIZE_LOCK = "dictamesh_billing_invoices.finalize"
@@ -155,14 +155,57 @@ def _resolve_adjusted(conn: Connection, drafts: list[DraftInvoice]) -> dict[str,
     return resolved
 
 
+def _consume_adjustments(
+    conn: Connection, drafts: list[DraftInvoice], adjusted: dict[str, int]
+) -> None:
+    """Late usage an adjustment line now bills is no longer pending: stamp it consumed.
+
+    A line corrects one (invoice, metric); every pending adjustment of that pair is the
+    change it carries (the line bills the difference between the invoice rated now and
+    what was billed, so it covers all of them at once).
+    """
+    pairs = {
+        (adjusted[line.adjusts_invoice_key], line.metric)
+        for draft in drafts
+        for line in draft.lines
+        if line.adjusts_invoice_key is not None and line.metric is not None
+    }
+    if pairs:
+        conn.execute(
+            sa.update(usage_adjustments)
+            .where(
+                sa.tuple_(usage_adjustments.c.invoice_id, usage_adjustments.c.metric).in_(
+                    sorted(pairs)
+                ),
+                usage_adjustments.c.consumed_at.is_(None),
+            )
+            .values(consumed_at=sa.func.now())
+        )
+
+
 class _Ledger:
-    """Grant balances for this transaction, read under row locks and spent in memory."""
+    """The grants dbt's applications name, read under row locks with their balances.
+
+    Which credits an invoice uses, and in what order, is decided once, in dbt
+    (`int_invoice_credit_applications`); this only resolves each application to its grant
+    row and refuses one the ledger cannot cover (the ledger changed since the rating run).
+    """
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.grants: dict[int, dict[str, Any]] = {}
+        self.by_key: dict[str, int] = {}
 
-    def _load(self, condition: sa.ColumnElement[bool]) -> list[int]:
+    def load(self, drafts: list[DraftInvoice]) -> None:
+        ids = {c.credit_id for d in drafts for c in d.credits if c.credit_id is not None}
+        balances = {
+            f"balance:{c.balance_invoice_key}"
+            for d in drafts
+            for c in d.credits
+            if c.credit_id is None and c.balance_invoice_key is not None
+        }
+        if not ids and not balances:
+            return
         grant = _GRANT
         balance = (
             sa.select(sa.func.coalesce(sa.func.sum(credits.c.amount), 0))
@@ -171,74 +214,58 @@ class _Ledger:
         )
         rows = self.conn.execute(
             sa.select(grant, balance.label("balance"))
-            .where(grant.c.entry_type == "grant", condition)
-            .order_by(grant.c.expires_at.asc().nulls_last(), grant.c.created_at, grant.c.id)
+            .where(
+                grant.c.entry_type == "grant",
+                sa.or_(grant.c.id.in_(sorted(ids)), grant.c.idempotency_key.in_(sorted(balances))),
+            )
+            .order_by(grant.c.id)
             .with_for_update(of=grant)
         ).mappings()
-        ids = []
         for row in rows:
-            self.grants.setdefault(row["id"], dict(row))
-            ids.append(row["id"])
-        return ids
+            self.grants[row["id"]] = dict(row)
+        self.by_key = {g["idempotency_key"]: gid for gid, g in self.grants.items()}
 
-    def spend(
-        self, draft: DraftInvoice, invoice_id: int, credit_id: int | None, amount: Decimal
-    ) -> list[dict[str, Any]]:
-        """Ledger rows for `amount`; a null credit id draws on balance credits carried from
-        the organization's earlier invoices, oldest first."""
+    def spend(self, draft: DraftInvoice, invoice_id: int, credit: DraftCredit) -> dict[str, Any]:
+        """The ledger row applying `credit` to the invoice."""
         where = f"fct_invoice_credit_applications[{draft.invoice_key}]"
-        if credit_id is not None:
-            if credit_id not in self.grants:
-                self._load(_GRANT.c.id == credit_id)
-            candidates = [credit_id] if credit_id in self.grants else []
-            if not candidates:
-                raise InvoicingError(f"{where}.credit_id: no credit grant {credit_id}")
-        else:
-            earlier = sa.select(invoices.c.id).where(
-                invoices.c.organization_id == draft.organization_id,
-                invoices.c.period_start < draft.billing_date,
-            )
-            candidates = self._load(
-                sa.and_(
-                    _GRANT.c.organization_id == draft.organization_id,
-                    _GRANT.c.credit_type == "balance",
-                    sa.or_(_GRANT.c.invoice_id.is_(None), _GRANT.c.invoice_id.in_(earlier)),
-                )
-            )
-        rows, remaining = [], amount
-        for grant_id in candidates:
-            grant = self.grants[grant_id]
-            if grant["organization_id"] != draft.organization_id or (
-                grant["currency"].strip() != draft.currency
-            ):
-                raise InvoicingError(
-                    f"{where}.credit_id: grant {grant_id} belongs to another organization "
-                    "or currency"
-                )
-            take = min(remaining, grant["balance"])
-            if take <= 0:
-                continue
-            grant["balance"] -= take
-            remaining -= take
-            rows.append(
-                {
-                    "organization_id": draft.organization_id,
-                    "entry_type": "application",
-                    "credit_type": grant["credit_type"],
-                    "grant_id": grant_id,
-                    "invoice_id": invoice_id,
-                    "amount": -take,
-                    "currency": draft.currency,
-                    "description": grant["description"],
-                }
-            )
-            if remaining == 0:
-                break
-        if remaining:
+        if credit.credit_id is not None:
+            grant_id: int | None = credit.credit_id
+            if grant_id not in self.grants:
+                raise InvoicingError(f"{where}.credit_id: no credit grant {grant_id}")
+        elif credit.balance_invoice_key is None:
             raise InvoicingError(
-                f"{where}.amount: {amount} exceeds the remaining credit balance by {remaining}"
+                f"{where}.balance_invoice_key: a balance credit must name its invoice"
             )
-        return rows
+        else:
+            grant_id = self.by_key.get(f"balance:{credit.balance_invoice_key}")
+            if grant_id is None:
+                raise InvoicingError(
+                    f"{where}.balance_invoice_key: no balance credit from "
+                    f"{credit.balance_invoice_key!r}"
+                )
+        grant = self.grants[grant_id]
+        if grant["organization_id"] != draft.organization_id or (
+            grant["currency"].strip() != draft.currency
+        ):
+            raise InvoicingError(
+                f"{where}.credit_id: grant {grant_id} belongs to another organization or currency"
+            )
+        if credit.amount > grant["balance"]:
+            raise InvoicingError(
+                f"{where}.amount: {credit.amount} exceeds the remaining credit balance by "
+                f"{credit.amount - grant['balance']}"
+            )
+        grant["balance"] -= credit.amount
+        return {
+            "organization_id": draft.organization_id,
+            "entry_type": "application",
+            "credit_type": grant["credit_type"],
+            "grant_id": grant_id,
+            "invoice_id": invoice_id,
+            "amount": -credit.amount,
+            "currency": draft.currency,
+            "description": grant["description"],
+        }
 
 
 def _merge_applications(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -308,6 +335,7 @@ def finalize_drafts(
         for line in draft.lines
     ]
     copy_rows(conn, invoice_line_items, _LINE_COPY_COLUMNS, line_rows)
+    _consume_adjustments(conn, new, adjusted)
 
     years = Counter(d.billing_date.year for d in new)
     sequences = _allocate_numbers(conn, prefix, years)
@@ -404,7 +432,7 @@ def finalize_drafts(
 def _apply_credits(
     conn: Connection, drafts: list[DraftInvoice], ids: list[int], numbered: dict[int, str]
 ) -> list[dict[str, Any]]:
-    """Balance grants first (a later draft may draw on them), then the applications."""
+    """Balance grants first (a later draft may draw on them), then dbt's applications."""
     grants = [
         {
             "organization_id": d.organization_id,
@@ -422,12 +450,12 @@ def _apply_credits(
     if grants:
         conn.execute(sa.insert(credits), grants)
     ledger = _Ledger(conn)
+    ledger.load(drafts)
     rows: list[dict[str, Any]] = []
     issued: dict[int, datetime] = {}
     for invoice_id, draft in zip(ids, drafts, strict=True):
         issued[invoice_id] = draft.billing_date
-        for credit in draft.credits:
-            rows.extend(ledger.spend(draft, invoice_id, credit.credit_id, credit.amount))
+        rows.extend(ledger.spend(draft, invoice_id, credit) for credit in draft.credits)
     rows = _merge_applications(rows)
     if not rows:
         return []

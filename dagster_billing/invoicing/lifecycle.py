@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
@@ -70,6 +71,29 @@ def void_invoice(
     ]
     if reversals:
         conn.execute(sa.insert(credits), reversals)
+    write_events(
+        conn,
+        [
+            Event(
+                "billing.invoice.voided",
+                "invoice",
+                str(invoice["id"]),
+                f"billing.invoice.voided:{invoice['id']}",
+                {
+                    "invoice_id": invoice["id"],
+                    "number": number,
+                    "organization_id": invoice["organization_id"],
+                    "previous_status": invoice["status"],
+                    "reason": reason,
+                    "voided_at": at.isoformat(),
+                    "amount_due": str(invoice["amount_due"]),
+                    "currency": invoice["currency"].strip(),
+                    "credits_returned": str(sum((r["amount"] for r in reversals), Decimal(0))),
+                },
+                at,
+            )
+        ],
+    )
     audit.record(
         conn,
         actor=actor,

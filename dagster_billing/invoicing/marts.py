@@ -25,7 +25,8 @@ create table analytics.fct_invoices (
     organization_id bigint, organization_external_id text, billing_date timestamptz,
     period_start timestamptz, period_end timestamptz, invoice_sequence integer,
     currency char(3), subtotal numeric, discount numeric, tax_rate numeric, tax numeric,
-    total numeric, credits_applied numeric, amount_due numeric, balance_credit numeric
+    total numeric, credits_applied numeric, amount_due numeric, balance_credit numeric,
+    usage_start timestamptz, usage_end timestamptz
 );
 create table analytics.fct_invoice_line_items (
     invoice_key text, line_number integer, kind text, description text, metric text,
@@ -33,7 +34,7 @@ create table analytics.fct_invoice_line_items (
     period_end timestamptz, tier_detail jsonb, adjusts_invoice_key text
 );
 create table analytics.fct_invoice_credit_applications (
-    invoice_key text, credit_id bigint, amount numeric
+    invoice_key text, credit_id bigint, amount numeric, balance_invoice_key text
 );
 """
 
@@ -55,8 +56,12 @@ class DraftLine:
 
 @dataclass(frozen=True)
 class DraftCredit:
+    """A credit dbt decided this invoice uses: a ledger grant, or (credit_id None) the
+    balance credit of the draft `balance_invoice_key` from the same rating run."""
+
     credit_id: int | None
     amount: Decimal
+    balance_invoice_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,8 @@ class DraftInvoice:
             )
 
 
-def _relation(schema: str, name: str) -> str:
+def relation(schema: str, name: str) -> str:
+    """A dbt relation's quoted name; the schema comes from settings, so it is checked."""
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
         raise InvoicingError(f"dbt_schema: must be a plain lowercase identifier, got {schema!r}")
     return f'"{schema}"."{name}"'
@@ -126,12 +132,12 @@ _LINE_COLUMNS = (
 
 
 def _load(conn: Connection, schema: str, where: str, params: dict[str, Any]) -> list[DraftInvoice]:
-    invoices = _relation(schema, "fct_invoices")
+    invoices = relation(schema, "fct_invoices")
     keys = f"select f.invoice_key from {invoices} f where {where}"
     lines: dict[str, list[DraftLine]] = defaultdict(list)
     for key, *values in conn.execute(
         sa.text(
-            f"select {_LINE_COLUMNS} from {_relation(schema, 'fct_invoice_line_items')} "
+            f"select {_LINE_COLUMNS} from {relation(schema, 'fct_invoice_line_items')} "
             f"where invoice_key in ({keys}) order by invoice_key, line_number"
         ),
         params,
@@ -140,13 +146,15 @@ def _load(conn: Connection, schema: str, where: str, params: dict[str, Any]) -> 
     credits: dict[str, list[DraftCredit]] = defaultdict(list)
     for row in conn.execute(
         sa.text(
-            "select invoice_key, credit_id, amount from "
-            f"{_relation(schema, 'fct_invoice_credit_applications')} "
+            "select invoice_key, credit_id, amount, balance_invoice_key from "
+            f"{relation(schema, 'fct_invoice_credit_applications')} "
             f"where invoice_key in ({keys}) order by invoice_key, credit_id nulls last, amount"
         ),
         params,
     ).all():
-        credits[row.invoice_key].append(DraftCredit(row.credit_id, row.amount))
+        credits[row.invoice_key].append(
+            DraftCredit(row.credit_id, row.amount, row.balance_invoice_key)
+        )
     drafts = []
     for row in (
         conn.execute(
@@ -187,7 +195,7 @@ def preview_invoice(
 ) -> DraftInvoice | None:
     """The organization's next draft not finalized yet: what its upcoming invoice will say."""
     next_draft = (
-        f"f.invoice_key = (select n.invoice_key from {_relation(schema, 'fct_invoices')} n "
+        f"f.invoice_key = (select n.invoice_key from {relation(schema, 'fct_invoices')} n "
         "where n.organization_external_id = :org and not exists (select 1 from "
         "dictamesh_billing_invoices i where i.subscription_id = n.subscription_id "
         "and i.period_start = n.period_start) order by n.billing_date, n.invoice_key limit 1)"

@@ -55,8 +55,8 @@ def _attempts(engine: Engine, endpoint_id: int) -> list[sa.Row]:
 def test_signed_delivery_verifies_with_the_documented_example_and_503_is_retried(
     billing: Billing, engine: Engine, http_server: ScriptedServer
 ) -> None:
+    org = billing.customer().organization_external_id  # its subscription.created is settled
     dispatcher = _settled(engine)
-    org = billing.customer().organization_external_id
     with engine.begin() as conn:
         endpoint, _ = register_endpoint(conn, org, f"{http_server.url}/hooks", secret=SECRET)
     write_seat_changes(engine, org, 1, "hook1")
@@ -93,8 +93,8 @@ def test_signed_delivery_verifies_with_the_documented_example_and_503_is_retried
 def test_an_endpoint_failing_for_days_is_disabled_and_its_queue_fails(
     billing: Billing, engine: Engine, http_server: ScriptedServer
 ) -> None:
+    org = billing.customer().organization_external_id  # its subscription.created is settled
     dispatcher = _settled(engine)
-    org = billing.customer().organization_external_id
     with engine.begin() as conn:
         endpoint, _ = register_endpoint(conn, org, f"{http_server.url}/dead", secret=SECRET)
     write_seat_changes(engine, org, 1, "hook1")

@@ -109,7 +109,7 @@ class Billing:
         *,
         discount: str = "0",
         tax_rate: str = "0.10",
-        credits: Sequence[tuple[int | None, str]] = (),
+        credits: Sequence[tuple[int | None, str] | tuple[None, str, str]] = (),
         balance_credit: str = "0",
         sequence: int = 1,
     ) -> str:
@@ -120,7 +120,7 @@ class Billing:
         taxable = max(Decimal(0), subtotal - Decimal(discount))
         tax = (taxable * Decimal(tax_rate)).quantize(quantum, ROUND_HALF_UP)
         total = taxable + tax
-        applied = sum((Decimal(amount) for _, amount in credits), Decimal(0))
+        applied = sum((Decimal(credit[1]) for credit in credits), Decimal(0))
         period_end = billing_date + timedelta(days=30)
         with self.engine.begin() as conn:
             conn.execute(
@@ -171,13 +171,18 @@ class Billing:
                         "adj": line.adjusts_invoice_key,
                     },
                 )
-            for credit_id, amount in credits:
+            for credit_id, amount, *balance_of in credits:
                 conn.execute(
                     sa.text(
                         "insert into analytics.fct_invoice_credit_applications"
-                        " values (:key, :cid, :amount)"
+                        " values (:key, :cid, :amount, :balance_of)"
                     ),
-                    {"key": key, "cid": credit_id, "amount": Decimal(amount)},
+                    {
+                        "key": key,
+                        "cid": credit_id,
+                        "amount": Decimal(amount),
+                        "balance_of": balance_of[0] if balance_of else None,
+                    },
                 )
         return key
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
+from dagster_billing.assets.invoicing import invoices_finalized, invoicing_assets, invoicing_checks
 from dagster_billing.invoicing.checks import numbering_problems
+from dagster_billing.partitions import hourly_partitions
 from dagster_billing.resources import InvoicingResource, WarehouseResource
 from dagster_billing.settings import load_settings
 from dagster_billing.warehouse.database import Warehouse
@@ -35,6 +37,7 @@ def test_a_billing_day_is_finalized_rendered_and_checked_and_reruns_change_nothi
         assert result.success
         checks = result.get_asset_check_evaluations()
         assert {c.check_name: c.passed for c in checks} == {
+            "usage_complete": True,
             "invoice_totals_add_up": True,
             "invoice_numbers_gap_free": True,
             "every_invoice_has_a_pdf": True,
@@ -67,3 +70,93 @@ def test_the_numbering_check_sees_a_gap(engine: Engine) -> None:
             "GAP-2026: counter at 2, 0 invoices, 0 distinct numbers, highest 0"
         ]
         conn.rollback()
+
+
+def test_finalization_is_blocked_by_missing_or_failed_usage_hours_until_waived(
+    billing: Billing, engine: Engine, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """October 31 20:00-24:00 is what the November 1 invoice bills: 20:00 ingested, 21:00
+    a successful usage_hourly run, 22:00 never ingested, 23:00 a failed run."""
+    key = billing.draft(billing.customer(), day(11, 1), [Line("Starter", Decimal("49.00"))])
+    hour = datetime(2026, 10, 31, 20, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "update analytics.fct_invoices set usage_start = :s, usage_end = :e"
+                " where invoice_key = :k"
+            ),
+            {"s": hour, "e": day(11, 1), "k": key},
+        )
+        conn.execute(
+            sa.text(
+                "insert into dictamesh_billing_usage_ingestions"
+                " (hour_start, series, samples, rows_written, rows_changed, rejects)"
+                " values (:h, 0, 0, 0, 0, 0)"
+            ),
+            {"h": hour},
+        )
+
+    @dg.asset(name="usage_hourly", partitions_def=hourly_partitions)
+    def failing_usage_hourly() -> None:
+        raise RuntimeError("Prometheus unreachable")
+
+    resources = {
+        "warehouse": WarehouseResource(dsn=warehouse.libpq_url(), data_dir=str(tmp_path)),
+        "invoicing": InvoicingResource.from_settings(
+            load_settings(billing_data_dir=tmp_path, invoice_number_prefix="GATE-")
+        ),
+    }
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("usage_hourly", partition="2026-10-31-21:00")
+        )
+        dg.materialize(
+            [failing_usage_hourly],
+            instance=instance,
+            partition_key="2026-10-31-23:00",
+            raise_on_error=False,
+        )
+
+        def finalize(waived: list[str]) -> dg.ExecuteInProcessResult:
+            return dg.materialize(
+                [invoices_finalized],
+                instance=instance,
+                resources=resources,
+                partition_key="2026-11-01",
+                run_config={
+                    "ops": {"invoices_finalized": {"config": {"waive_usage_hours": waived}}}
+                },
+                raise_on_error=False,
+            )
+
+        blocked = finalize([])
+        assert not blocked.success
+        (check,) = blocked.get_asset_check_evaluations()
+        assert (check.check_name, check.passed) == ("usage_complete", False)
+        assert check.description == (
+            "invoices_finalized[2026-11-01]: usage_hourly partitions the invoices bill are"
+            " 1 missing (2026-10-31-22:00) and 1 failed (2026-10-31-23:00); an invoice is"
+            " final once issued, so it is not finalized over a hole. Backfill them (Dagster"
+            " UI: usage_hourly > Materialize, partitions 2026-10-31-22:00..2026-10-31-23:00),"
+            " or, if those hours truly had no usage, waive them: run config ops:"
+            " {invoices_finalized: {config: {waive_usage_hours:"
+            ' ["2026-10-31-22:00..2026-10-31-23:00"]}}}'
+        )
+        assert _count(engine, "GATE-") == 0
+
+        assert not finalize(["2026-10-31-22:00"]).success
+        waived = finalize(["2026-10-31-22:00..2026-10-31-23:00"])
+        assert waived.success
+        (check,) = waived.get_asset_check_evaluations()
+        assert check.passed
+        assert check.metadata["waived"].value == "2026-10-31-22:00..2026-10-31-23:00"
+        assert check.metadata["hours_needed"].value == 4
+    assert _count(engine, "GATE-") == 1
+
+
+def _count(engine: Engine, prefix: str) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(
+            sa.text("select count(*) from dictamesh_billing_invoices where number like :p"),
+            {"p": f"{prefix}%"},
+        )

@@ -286,7 +286,9 @@ def test_a_zero_invoice_is_finalized_as_paid_and_a_balance_credit_is_carried(
     assert (zero["status"], zero["amount_due"], zero["paid_at"]) == ("paid", D(0), day(6, 1))
     assert len(_events(engine, "billing.invoice.paid", str(zero["id"]))) == 1
 
-    later = billing.draft(customer, day(7, 1), _starter(), credits=[(None, "30.00")], sequence=2)
+    later = billing.draft(
+        customer, day(7, 1), _starter(), credits=[(None, "30.00", downgrade)], sequence=2
+    )
     billing.finalize(day(7, 1), prefix="Z-")
     with engine.connect() as conn:
         balance = conn.execute(
@@ -299,6 +301,40 @@ def test_a_zero_invoice_is_finalized_as_paid_and_a_balance_credit_is_carried(
         ).scalar_one()
     assert balance == 0
     assert billing.invoice(later)["amount_due"] == D("45.90")
+
+
+def test_finalization_spends_the_balance_credit_dbt_chose_not_its_own_pick(
+    billing: Billing, engine: Engine
+) -> None:
+    """Two balance credits carried from June 2 and June 3; dbt's walk decided the July draft
+    uses the June 3 one. Finalization copies that decision (it used to pick the oldest)."""
+    customer = billing.customer()
+    keys = [
+        billing.draft(
+            customer,
+            day(6, n),
+            [Line("Unused time", D("-30.00"), kind="proration")],
+            balance_credit="30.00",
+        )
+        for n in (2, 3)
+    ]
+    for n in (2, 3):
+        billing.finalize(day(6, n), prefix="BAL-")
+    billing.draft(customer, day(7, 2), _starter(), credits=[(None, "30.00", keys[1])], sequence=3)
+    billing.finalize(day(7, 2), prefix="BAL-")
+    with engine.connect() as conn:
+        remaining = dict(
+            conn.execute(
+                sa.text(
+                    "select g.idempotency_key, sum(c.amount) from dictamesh_billing_credits g"
+                    " join dictamesh_billing_credits c on c.id = g.id or c.grant_id = g.id"
+                    " where g.organization_id = :o and g.entry_type = 'grant'"
+                    " group by g.idempotency_key"
+                ),
+                {"o": customer.organization_id},
+            ).all()
+        )
+    assert remaining == {f"balance:{keys[0]}": D("30.00"), f"balance:{keys[1]}": D(0)}
 
 
 def test_a_draft_that_does_not_add_up_is_refused_naming_the_field(

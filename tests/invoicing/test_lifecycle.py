@@ -131,3 +131,91 @@ def test_an_uncollectible_invoice_can_still_be_paid_but_not_reopened(
     with engine.begin() as conn:
         assert mark_paid(conn, number, at=day(4, 2)) is True
     assert billing.invoice(key)["status"] == "paid"
+
+
+def _edit(engine: Engine, number: str, assignments: str, **params: object) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(f"update dictamesh_billing_invoices set {assignments} where number = :n"),
+            {"n": number, **params},
+        )
+
+
+@pytest.mark.parametrize(
+    ("assignments", "refused"),
+    [
+        ("status = 'paid'", "paid_at"),
+        ("status = 'void', void_reason = 'x'", "voided_at"),
+        ("status = 'void', voided_at = now()", "void_reason"),
+        ("paid_at = now()", "paid_at"),
+        ("status = 'draft'", "not allowed"),
+    ],
+)
+def test_the_database_refuses_a_status_without_its_fields(
+    billing: Billing, engine: Engine, assignments: str, refused: str
+) -> None:
+    key = billing.draft(billing.customer(), day(3, 2), _fee())
+    billing.finalize(day(3, 2), prefix="DB-")
+    number = billing.invoice(key)["number"]
+    with pytest.raises(sa.exc.IntegrityError, match=refused):
+        _edit(engine, number, assignments)
+    assert billing.invoice(key)["status"] == "open"
+
+
+def test_lifecycle_fields_of_a_finalized_invoice_are_set_once(
+    billing: Billing, engine: Engine
+) -> None:
+    paid_key = billing.draft(billing.customer(), day(3, 3), _fee())
+    void_key = billing.draft(billing.customer(), day(3, 3), _fee())
+    billing.finalize(day(3, 3), prefix="ONCE-")
+    paid, void = billing.invoice(paid_key)["number"], billing.invoice(void_key)["number"]
+    with engine.begin() as conn:
+        mark_paid(conn, paid, at=day(3, 4))
+        void_invoice(conn, void, reason="Sent twice", actor="ops", at=day(3, 4))
+    _edit(engine, paid, "pdf_path = 'a.pdf', pdf_sha256 = :h", h="a" * 64)
+    for number, assignments in [
+        (paid, "paid_at = paid_at + interval '1 day'"),
+        (paid, "paid_at = null, status = 'open'"),
+        (paid, "status = 'void', voided_at = now(), void_reason = 'late'"),
+        (paid, "pdf_sha256 = repeat('b', 64)"),
+        (void, "void_reason = 'Something else'"),
+        (void, "voided_at = voided_at + interval '1 hour'"),
+        (void, "status = 'paid', paid_at = now(), voided_at = null, void_reason = null"),
+    ]:
+        with pytest.raises(sa.exc.IntegrityError, match=number):
+            _edit(engine, number, assignments)
+    invoice = billing.invoice(paid_key)
+    assert (invoice["paid_at"], invoice["pdf_sha256"]) == (day(3, 4), "a" * 64)
+    assert billing.invoice(void_key)["void_reason"] == "Sent twice"
+
+
+def test_voiding_writes_an_outbox_event(billing: Billing, engine: Engine) -> None:
+    customer = billing.customer()
+    grant = billing.grant(customer, "10.00")
+    key = billing.draft(customer, day(3, 5), _fee(), credits=[(grant, "10.00")])
+    billing.finalize(day(3, 5), prefix="VE-")
+    invoice = billing.invoice(key)
+    with engine.begin() as conn:
+        void_invoice(conn, invoice["number"], reason="Wrong seats", actor="ops", at=day(3, 6))
+    with engine.connect() as conn:
+        events = conn.execute(
+            sa.text(
+                "select dedupe_key, payload, occurred_at from dictamesh_billing_outbox"
+                " where event_type = 'billing.invoice.voided' and aggregate_id = :i"
+            ),
+            {"i": str(invoice["id"])},
+        ).all()
+    assert [(e.dedupe_key, e.occurred_at) for e in events] == [
+        (f"billing.invoice.voided:{invoice['id']}", day(3, 6))
+    ]
+    assert events[0].payload == {
+        "invoice_id": invoice["id"],
+        "number": "VE-2026-000001",
+        "organization_id": customer.organization_id,
+        "previous_status": "open",
+        "reason": "Wrong seats",
+        "voided_at": day(3, 6).isoformat(),
+        "amount_due": "43.900000",
+        "currency": "USD",
+        "credits_returned": "10.000000",
+    }

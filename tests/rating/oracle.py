@@ -49,6 +49,9 @@ A11 Taxable subtotal = max(0, subtotal - discount); total = taxable + tax.  A ne
 A12 Line order: fee, seats, proration (per change: fee pair, then seats pair; the
     cancellation credits last), then overage as api_calls, storage, transfer,
     query_processing.
+A13 An invoice with arrears but no line at all (a zero invoice) gets one ``usage`` line
+    per metric at amount 0: quantity = the period's usage in billing units (storage: the
+    average), to 6 dp.
 """
 
 from __future__ import annotations
@@ -425,6 +428,21 @@ def tier_amount(quantity: Decimal, metric: str, mode: str, currency: str) -> Dec
     return total
 
 
+def period_usage(
+    sub: Subscription,
+    usage: dict[tuple[str, str], dict[datetime, Decimal]],
+    metric: str,
+    start: datetime,
+    end: datetime,
+    period_seconds: Decimal,
+) -> Decimal:
+    """Usage in [start, end) in raw units; storage as GB-month, the average over all the
+    hours of the whole period."""
+    rows = usage.get((sub.org, metric), {})
+    used = sum((q for hour, q in rows.items() if start <= hour < end), Decimal(0))
+    return used / (period_seconds / 3600) if metric == "storage" else used
+
+
 def overage_lines(
     sub: Subscription,
     usage: dict[tuple[str, str], dict[datetime, Decimal]],
@@ -446,16 +464,39 @@ def overage_lines(
             (dec(PLANS[plan]["quotas"][metric]) * secs / period_seconds for plan, secs in segments),
             Decimal(0),
         )
-        rows = usage.get((sub.org, metric), {})
-        used = sum((q for hour, q in rows.items() if start <= hour < end), Decimal(0))
-        if metric == "storage":
-            used = used / (period_seconds / 3600)  # GB-month: average over all hours
+        used = period_usage(sub, usage, metric, start, end, period_seconds)
         quantity = round6((used - quota) / UNIT_SIZE[metric])
         if quantity <= 0:
             continue
         amount = tier_amount(quantity, metric, sub.mode, sub.currency)
         description = f"{METRIC_NAMES[metric]} overage"
         lines.append(Line("overage", description, amount, fmt_qty(quantity), metric=metric))
+    return lines
+
+
+def usage_lines(
+    sub: Subscription,
+    usage: dict[tuple[str, str], dict[datetime, Decimal]],
+    start: datetime,
+    period_end: datetime,
+    end: datetime,
+) -> list[Line]:
+    """A13: an invoice with arrears and no other line shows, per metric, the usage of
+    [start, end) in billing units (6 dp) at zero amount, so a zero invoice says why."""
+    period_seconds = Decimal(seconds(start, period_end))
+    lines = []
+    for metric in METRICS:
+        used = period_usage(sub, usage, metric, start, end, period_seconds)
+        quantity = round6(used / UNIT_SIZE[metric])
+        lines.append(
+            Line(
+                "usage",
+                f"{METRIC_NAMES[metric]} usage",
+                Decimal(0),
+                fmt_qty(quantity),
+                metric=metric,
+            )
+        )
     return lines
 
 
@@ -542,6 +583,7 @@ def subscription_invoices(
             previous = sub.billing_date(k - 1)
             lines += proration_lines(sub, previous, date)
             lines += overage_lines(sub, usage, previous, date, date)
+            lines = lines or usage_lines(sub, usage, previous, date, date)
         invoices.append(make_invoice(sub, org, date, lines, len(invoices) + 1))
         if ends_here:
             break  # cancelled at period end: nothing follows
@@ -551,6 +593,7 @@ def subscription_invoices(
                 lines = proration_lines(sub, date, cancel_at)
                 lines += cancellation_lines(sub, cancel_at)
                 lines += overage_lines(sub, usage, date, next_date, cancel_at)
+                lines = lines or usage_lines(sub, usage, date, next_date, cancel_at)
                 invoices.append(make_invoice(sub, org, cancel_at, lines, len(invoices) + 1))
             break
         k += 1

@@ -36,6 +36,15 @@ def amounts(invoice: dict[str, Any]) -> list[tuple[str, str]]:
     return [(line.get("metric", line["kind"]), line["amount"]) for line in invoice["lines"]]
 
 
+# A zero invoice without arrears to bill shows the period's usage per metric (A13).
+NOTHING_USED = [
+    ("api_calls", "0.00"),
+    ("storage", "0.00"),
+    ("transfer", "0.00"),
+    ("query_processing", "0.00"),
+]
+
+
 def totals(invoice: dict[str, Any]) -> tuple[str, ...]:
     keys = ("subtotal", "discount", "tax", "total", "credits_applied", "amount_due")
     return tuple(invoice[k] for k in keys)
@@ -141,7 +150,7 @@ def test_leap_year_feb_29_anchor_on_annual_plan_falls_back_to_feb_28() -> None:
     assert len(invoices) == 13
     # fee lines on the yearly anchors only; months between are zero-total invoices
     assert amounts(invoices[0]) == [("subscription_fee", "990.00")]
-    assert amounts(invoices[1]) == []
+    assert amounts(invoices[1]) == NOTHING_USED
     assert totals(invoices[1]) == ("0.00", "0.00", "0.00", "0.00", "0.00", "0.00")
     assert amounts(invoices[-1]) == [("subscription_fee", "990.00")]
 
@@ -277,7 +286,7 @@ def test_annual_plan_bills_seats_upfront_and_overage_monthly() -> None:
     assert totals(invoices[0])[3] == "2382.60"
     # Feb 15: [Jan 15, Feb 15) monthly quota 1,000,000: 200 units x 0.01 = 2.00
     assert amounts(invoices[1]) == [("api_calls", "2.00")]
-    assert amounts(invoices[2]) == []
+    assert amounts(invoices[2]) == NOTHING_USED
     # 2027-01-15: next term upfront, plus December's 0.5 units x 0.01 = 0.005 -> 0.01
     assert amounts(invoices[12]) == [
         ("subscription_fee", "990.00"),
@@ -302,7 +311,7 @@ def test_annual_seat_change_prorates_over_the_term_year_on_next_monthly_date() -
     # term year 2026 has 365 days; remaining from Jul 2 = 183 days
     # credit -(0 x ..) = 0.00; charge 2 x 588 = 1176 x 183/365 = 589.610959 -> 589.61
     assert amounts(august) == [("proration", "0.00"), ("proration", "589.61")]
-    assert amounts(invoices[6]) == []  # Jul 1: the change is not yet in arrears
+    assert amounts(invoices[6]) == NOTHING_USED  # Jul 1: the change is not yet in arrears
 
 
 def test_annual_immediate_cancel_credits_rest_of_term_year() -> None:

@@ -4,7 +4,9 @@
 -- ledger's remaining grants in the invoice currency, plus the balance credits that
 -- negative subtotals earlier in the walk created (no expiry, used last). An invoice
 -- uses the credits still valid at its billing date, soonest-expiring first, ties by
--- grant order, never more than its total. Periods already finalized are skipped:
+-- grant order, never more than its total (a balance credit names the invoice whose
+-- negative subtotal created it: finalization spends exactly the credits decided here).
+-- Periods already finalized are skipped:
 -- their credits are in the ledger. With credits_enabled off nothing is applied.
 with totals as (
     select * from {{ ref('int_invoice_totals') }}
@@ -60,6 +62,7 @@ pools as (
             jsonb_agg(
                 jsonb_build_object(
                     'credit_id', grants.grant_id,
+                    'balance_of', null,
                     'expires_at', grants.expires_at,
                     'remaining', grants.remaining,
                     'rank', grants.grant_id
@@ -91,6 +94,7 @@ walked as (
                 when ordered.balance_credit > 0
                     then jsonb_build_array(jsonb_build_object(
                         'credit_id', null,
+                        'balance_of', ordered.invoice_key,
                         'expires_at', null,
                         'remaining', ordered.balance_credit,
                         'rank', 1e15 + ordered.step
@@ -107,6 +111,7 @@ walked as (
             with credits as (
                 select
                     (entry ->> 'credit_id')::bigint as credit_id,
+                    entry ->> 'balance_of' as balance_of,
                     (entry ->> 'expires_at')::timestamptz as expires_at,
                     round((entry ->> 'remaining')::numeric, ordered.minor_units) as remaining,
                     (entry ->> 'rank')::numeric as credit_rank
@@ -145,6 +150,7 @@ walked as (
                     jsonb_agg(
                         jsonb_build_object(
                             'credit_id', credit_id,
+                            'balance_of', balance_of,
                             'expires_at', expires_at,
                             'remaining', remaining - used,
                             'rank', credit_rank
@@ -154,7 +160,9 @@ walked as (
                 ) as pool,
                 coalesce(
                     jsonb_agg(
-                        jsonb_build_object('credit_id', credit_id, 'amount', used)
+                        jsonb_build_object(
+                            'credit_id', credit_id, 'balance_of', balance_of, 'amount', used
+                        )
                         order by expires_at nulls last, credit_rank
                     ) filter (where used > 0),
                     '[]'::jsonb
@@ -173,6 +181,7 @@ final as (
         walked.invoice_key,
         applied.ordinality::integer as application_number,
         (applied.application ->> 'credit_id')::bigint as credit_id,
+        applied.application ->> 'balance_of' as balance_invoice_key,
         (applied.application ->> 'amount')::numeric(20, 6) as amount
     from walked
     cross join

@@ -1,5 +1,5 @@
--- Every draft line in docs/rate-card.md order (fee, seats, proration, overage, then usage
--- corrections of finalized invoices), each rounded
+-- Every draft line in docs/rate-card.md order (fee, seats, proration, overage, usage within
+-- quota on an invoice with no other line, then usage corrections), each rounded
 -- half up (away from zero) to its currency's minor unit (line rounding; JPY has none).
 with schedule as (
     select * from {{ ref('int_invoice_schedule') }}
@@ -60,37 +60,49 @@ lines as (
     from adjustments
 ),
 
+-- usage lines (zero amounts) explain an invoice that would otherwise have no line
+shown as (
+    select * from (
+        select
+            *,
+            bool_or(kind <> 'usage') over (partition by invoice_key) as has_charges
+        from lines
+    ) as flagged
+    where kind <> 'usage' or not has_charges
+),
+
 final as (
     select
-        lines.invoice_key,
+        shown.invoice_key,
         row_number() over (
-            partition by lines.invoice_key
+            partition by shown.invoice_key
             order by
-                case lines.kind
+                case shown.kind
                     when 'subscription_fee' then 1
                     when 'seats' then 2
                     when 'proration' then 3
                     when 'overage' then 4
-                    else 5
+                    when 'usage' then 5
+                    else 6
                 end,
-                lines.sort_key,
-                lines.metric
+                shown.sort_key,
+                shown.metric
         )::integer as line_number,
-        lines.kind,
-        lines.description,
-        lines.metric,
-        lines.quantity,
-        lines.unit_amount,
-        lines.amount as unrounded_amount,
-        round(lines.amount, currencies.minor_units)::numeric(20, 6) as amount,
-        lines.period_start,
-        lines.period_end,
-        lines.tier_detail,
-        lines.adjusts_invoice_key,
+        shown.kind,
+        shown.description,
+        shown.metric,
+        shown.quantity,
+        shown.unit_amount,
+        shown.amount as unrounded_amount,
+        round(shown.amount, currencies.minor_units)::numeric(20, 6) as amount,
+        shown.period_start,
+        shown.period_end,
+        shown.tier_detail,
+        shown.adjusts_invoice_key,
         schedule.billing_date,
         schedule.currency
-    from lines
-    inner join schedule on lines.invoice_key = schedule.invoice_key
+    from shown
+    inner join schedule on shown.invoice_key = schedule.invoice_key
     inner join currencies on schedule.currency = currencies.currency
 )
 

@@ -1,6 +1,7 @@
 -- Overage (docs/rate-card.md: overage; six decimals, inclusive tier bounds,
--- full monthly quota, free plan, cancellation). Quotas are prorated by the
--- seconds each plan was active in the usage period; storage is the average over every
+-- full monthly quota, free plan, cancellation), and usage lines at zero amount
+-- for invoices without overage. Quotas are prorated by the seconds each plan was
+-- active in the usage period; storage is the average over every
 -- hour of the whole period (missing hours count 0). The overage quantity in billing
 -- units is rounded to 6 decimals once, after the subtraction, from one exact division:
 -- (used x h - sum(quota x seconds)) / (P x unit size), h = P for sums and 3,600 for
@@ -73,6 +74,19 @@ prorated_quotas as (
     group by segments.invoice_key, quotas.metric
 ),
 
+-- every metric the period used or the plan includes, so a zero invoice can show both
+measured as (
+    select
+        invoice_key,
+        metric
+    from usage
+    union
+    select
+        invoice_key,
+        metric
+    from prorated_quotas
+),
+
 overage as (
     select
         schedule.invoice_key,
@@ -80,11 +94,34 @@ overage as (
         schedule.arrears_start,
         schedule.arrears_end,
         subscriptions.pricing_mode,
-        usage.metric,
+        measured.metric,
         metrics.metric_name,
+        metrics.billing_unit,
+        case measured.metric
+            when 'api_calls' then 1
+            when 'storage' then 2
+            when 'transfer' then 3
+            when 'query_processing' then 4
+            else 5
+        end as sort_key,
+        billable.invoice_key is not null as bills_overage,
+        round(
+            coalesce(usage.used_quantity, 0)
+            * case
+                when metrics.aggregation = 'average' then 3600
+                else schedule.period_seconds
+            end
+            / (schedule.period_seconds * metrics.unit_size),
+            6
+        ) as used_units,
+        round(
+            coalesce(prorated_quotas.quota_seconds, 0)
+            / (schedule.period_seconds * metrics.unit_size),
+            6
+        ) as included_units,
         round(
             (
-                usage.used_quantity
+                coalesce(usage.used_quantity, 0)
                 * case
                     when metrics.aggregation = 'average' then 3600
                     else
@@ -99,19 +136,28 @@ overage as (
             6
         ) as quantity
     from schedule
-    inner join billable on schedule.invoice_key = billable.invoice_key
+    inner join measured on schedule.invoice_key = measured.invoice_key
     inner join subscriptions on schedule.subscription_id = subscriptions.subscription_id
-    inner join usage on schedule.invoice_key = usage.invoice_key
-    inner join metrics on usage.metric = metrics.metric
+    inner join metrics on measured.metric = metrics.metric
+    left join billable on schedule.invoice_key = billable.invoice_key
+    left join usage
+        on measured.invoice_key = usage.invoice_key and measured.metric = usage.metric
     left join prorated_quotas
         on
-            schedule.invoice_key = prorated_quotas.invoice_key
-            and usage.metric = prorated_quotas.metric
+            measured.invoice_key = prorated_quotas.invoice_key
+            and measured.metric = prorated_quotas.metric
 ),
 
 positive as (
     select * from overage
-    where quantity > 0
+    where quantity > 0 and bills_overage
+),
+
+-- an invoice without overage shows each metric's usage against its included quantity
+-- at zero amount; int_invoice_lines keeps these only on an invoice with no other line
+within_quota as (
+    select * from overage
+    where invoice_key not in (select positive.invoice_key from positive)
 ),
 
 slices as (
@@ -148,17 +194,11 @@ priced as (
     from slices
 ),
 
-final as (
+overage_lines as (
     select
         positive.invoice_key,
         'overage' as kind,
-        case positive.metric
-            when 'api_calls' then 1
-            when 'storage' then 2
-            when 'transfer' then 3
-            when 'query_processing' then 4
-            else 5
-        end as sort_key,
+        positive.sort_key,
         positive.metric_name || ' overage' as description,
         positive.metric,
         positive.quantity::numeric(24, 6) as quantity,
@@ -180,11 +220,39 @@ final as (
         on positive.invoice_key = priced.invoice_key and positive.metric = priced.metric
     group by
         positive.invoice_key,
+        positive.sort_key,
         positive.metric,
         positive.metric_name,
         positive.quantity,
         positive.arrears_start,
         positive.arrears_end
+),
+
+usage_lines as (
+    select
+        invoice_key,
+        'usage' as kind,
+        sort_key,
+        metric_name || ': ' || trim_scale(used_units)::text || ' of '
+        || trim_scale(included_units)::text || ' included'
+        || coalesce(' (' || billing_unit || ')', '') as description,
+        metric,
+        used_units::numeric(24, 6) as quantity,
+        0::numeric(20, 6) as unit_amount,
+        0::numeric(20, 6) as amount,
+        arrears_start as period_start,
+        arrears_end as period_end,
+        jsonb_build_array(jsonb_build_object(
+            'used', trim_scale(used_units)::text,
+            'included', trim_scale(included_units)::text
+        )) as tier_detail
+    from within_quota
+),
+
+final as (
+    select * from overage_lines
+    union all
+    select * from usage_lines
 )
 
 select * from final

@@ -121,6 +121,8 @@ final as (
         billing_date as period_start,
         period_end,
         invoice_sequence,
+        arrears_start as usage_start,
+        arrears_end as usage_end,
         currency,
         minor_units,
         subtotal,

@@ -1,6 +1,8 @@
 -- The invoices whose usage is rated in this run: every invoice of the window with
 -- arrears, and each finalized invoice whose usage changed after finalization (its
 -- usage period is rated again, so the difference can be billed as an adjustment).
+-- A finalized invoice inside the window is such a correction too: a backfill over its
+-- billing date must not treat it as a draft and leave its late usage unbilled.
 with schedule as (
     select * from {{ ref('int_invoice_schedule') }}
     where has_arrears
@@ -17,25 +19,25 @@ adjusted as (
 
 corrections as (
     select
-        schedule.*,
+        invoices.subscription_id,
+        invoices.period_start,
         invoices.invoice_id as corrected_invoice_id
-    from schedule
-    inner join invoices
-        on
-            schedule.subscription_id = invoices.subscription_id
-            and schedule.billing_date = invoices.period_start
+    from invoices
     inner join adjusted on invoices.invoice_id = adjusted.invoice_id
 ),
 
 final as (
     select
-        *,
-        null::bigint as corrected_invoice_id
+        schedule.*,
+        corrections.corrected_invoice_id
     from schedule
-    where {{ in_billing_window('billing_date') }}
-    union all
-    select * from corrections
-    where not {{ in_billing_window('billing_date') }}
+    left join corrections
+        on
+            schedule.subscription_id = corrections.subscription_id
+            and schedule.billing_date = corrections.period_start
+    where
+        {{ in_billing_window('schedule.billing_date') }}
+        or corrections.corrected_invoice_id is not null
 )
 
 select * from final

@@ -12,6 +12,7 @@ final as (
         applications.invoice_key,
         applications.application_number,
         applications.credit_id,
+        applications.balance_invoice_key,
         applications.amount,
         totals.billing_date
     from applications

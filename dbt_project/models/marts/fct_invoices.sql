@@ -27,6 +27,8 @@ final as (
         totals.period_start,
         totals.period_end,
         totals.invoice_sequence,
+        totals.usage_start,
+        totals.usage_end,
         totals.currency,
         totals.subtotal,
         totals.discount,

@@ -2,14 +2,14 @@
 deliveries and attempts; outbox rows marked per consumer (issue 13).
 
 Revision ID: 0008_events_notifications
-Revises: 0005_usage_day_versions
+Revises: 0006_invoice_lifecycle
 Create Date: 2026-12-06
 """
 
 from dagster_billing.warehouse.migrations.sqlfile import run_sql_file
 
 revision = "0008_events_notifications"
-down_revision = "0005_usage_day_versions"
+down_revision = "0006_invoice_lifecycle"
 branch_labels = None
 depends_on = None
 
