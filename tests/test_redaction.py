@@ -42,6 +42,7 @@ def _secret_settings(port: int) -> dict[str, tuple[str, str]]:
             f"http://notify:pw-notify-3d7b@127.0.0.1:{port}",
             "pw-notify-3d7b",
         ),
+        "SMTP_PASSWORD": ("pw-smtp-6a0f", "pw-smtp-6a0f"),
     }
     secret_fields = {
         name.upper()

@@ -136,7 +136,6 @@ billing_upcoming_renewal_schedule = dg.ScheduleDefinition(
 @dg.sensor(
     job=billing_events_job,
     minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def billing_events_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource

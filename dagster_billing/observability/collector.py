@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Connection, Engine
 
-from dagster_billing.invoicing.marts import _relation as relation
+from dagster_billing.invoicing.marts import relation
 
 log = logging.getLogger(__name__)
 

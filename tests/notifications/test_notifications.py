@@ -117,8 +117,8 @@ def test_every_template_arrives_by_smtp_with_text_html_and_the_invoice_pdf(
 def test_opted_out_recipients_get_no_usage_alerts_but_still_get_invoices(
     billing: Billing, engine: Engine, smtp_server: SmtpServer
 ) -> None:
-    _settle(engine)
     customer = billing.customer()
+    _settle(engine)  # the story starts after the customer's subscription.created
     with engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -150,8 +150,8 @@ def test_opted_out_recipients_get_no_usage_alerts_but_still_get_invoices(
 def test_notification_service_failing_twice_then_accepting_is_delivered_once(
     billing: Billing, engine: Engine, http_server: ScriptedServer
 ) -> None:
-    _settle(engine)
     customer = billing.customer()
+    _settle(engine)  # the story starts after the customer's subscription.created
     write_invoice_and_threshold(billing, engine, customer)
     http_server.answer(500, 500, 200)
     notifier = Notifier(
@@ -179,8 +179,8 @@ def test_notification_service_failing_twice_then_accepting_is_delivered_once(
 def test_smtp_down_is_retried_then_failed_with_the_reason_and_sent_later(
     billing: Billing, engine: Engine, smtp_server: SmtpServer
 ) -> None:
-    _settle(engine)
     customer = billing.customer()
+    _settle(engine)  # the story starts after the customer's subscription.created
     write_invoice_and_threshold(billing, engine, customer)
     address = f"billing@{customer.organization_external_id}.example"
     down = SmtpChannel("127.0.0.1", free_port(), SENDER, tls="none", timeout=2)
@@ -201,8 +201,8 @@ def test_smtp_down_is_retried_then_failed_with_the_reason_and_sent_later(
 def test_without_smtp_emails_are_written_as_eml_files(
     billing: Billing, engine: Engine, tmp_path: Path
 ) -> None:
-    _settle(engine)
     customer = billing.customer()
+    _settle(engine)  # the story starts after the customer's subscription.created
     write_invoice_and_threshold(billing, engine, customer)
     Notifier(engine, {"email": MailDirChannel(tmp_path, SENDER)}, SELLER).run()
     files = sorted(tmp_path.glob("*.eml"))

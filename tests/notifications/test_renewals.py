@@ -84,5 +84,6 @@ def test_annual_renewals_in_the_window_are_reminded_once_by_email(
         m.message
         for m in smtp_server.messages
         if m.recipients == [f"billing@{soon.organization_external_id}.example"]
+        and m.message["X-DictaMesh-Template"] == "billing_upcoming_renewal"
     ]
     assert [m["Subject"] for m in mails] == ["Your DictaMesh Starter plan renews on Dec 20, 2026"]

@@ -76,7 +76,8 @@ def test_invoice_aging_and_collection(ops_engine: Engine) -> None:
 
 def test_pipeline_lag_and_health(ops_engine: Engine) -> None:
     found = scrape(ops_engine)
-    assert value(found, "outbox_unpublished") == 3  # two invoice events, one run failure
+    # the demo customers (five subscription.created, two .updated), two invoices, one failure
+    assert value(found, "outbox_unpublished") == 10
     assert value(found, "dagster_run_failures_total", job="invoicing_daily") == 1
     assert 600 <= value(found, "outbox_oldest_unpublished_age_seconds") < 3600
     assert value(found, "webhook_events", status="received") == 1
