@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
+from dagster_billing.api import webhooks
 from dagster_billing.settings import Settings
 
 
@@ -17,6 +18,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app = FastAPI(title="DictaMesh Billing", version="1")
     app.state.settings = settings
     app.state.engine = engine
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
