@@ -4,6 +4,7 @@ import dagster as dg
 
 from dagster_billing.assets.catalog import billing_catalog
 from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
+from dagster_billing.assets.payments import payments_assets, payments_checks
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.assets.usage import usage_daily, usage_hourly
 from dagster_billing.assets.warehouse import usage_partitions
@@ -15,8 +16,10 @@ from dagster_billing.resources import (
     RatingResource,
     WarehouseResource,
 )
+from dagster_billing.resources.stripe import StripeResource
 from dagster_billing.schedules import jobs, schedules
 from dagster_billing.sensors import sensors
+from dagster_billing.sensors.payments import payments_job, payments_sensors
 from dagster_billing.settings import Settings, get_settings
 
 
@@ -35,6 +38,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             dbt_executable=DBT_EXECUTABLE,
         ),
         "invoicing": InvoicingResource.from_settings(settings),
+        "stripe": StripeResource.from_settings(settings),
     }
 
 
@@ -47,10 +51,11 @@ defs = dg.Definitions(
         billing_dbt_models,
         billing_invoice_models,
         *invoicing_assets,
+        *payments_assets,
     ],
-    asset_checks=invoicing_checks,
-    jobs=jobs,
+    asset_checks=[*invoicing_checks, *payments_checks],
+    jobs=[*jobs, payments_job],
     schedules=schedules,
-    sensors=sensors,
+    sensors=[*sensors, *payments_sensors],
     resources=build_resources(get_settings()),
 )

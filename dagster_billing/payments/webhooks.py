@@ -91,8 +91,9 @@ def store_event(conn: Connection, event: dict[str, Any]) -> bool:
             signature_verified=True,
         )
         .on_conflict_do_nothing()
-    )
-    return bool(inserted.rowcount)
+        .returning(stripe_webhook_events.c.stripe_event_id)
+    ).scalar_one_or_none()
+    return inserted is not None
 
 
 @dataclass

@@ -282,7 +282,6 @@ class StripeResource(dg.ConfigurableResource):
     api_base: str | None = None
     enabled: bool = False
     auto_payment: bool = True
-    webhook_secrets: str = ""
     retry_schedule: str = "1,3,5,7"
     timeout_seconds: float = 10.0
     max_network_retries: int = 2
@@ -297,9 +296,6 @@ class StripeResource(dg.ConfigurableResource):
             else None,
             enabled=settings.stripe_enabled,
             auto_payment=settings.feature_auto_payment,
-            webhook_secrets=dg.EnvVar("STRIPE_WEBHOOK_SECRET")
-            if settings.stripe_webhook_secret
-            else "",
             retry_schedule=settings.payment_retry_schedule,
         )
 

@@ -105,7 +105,8 @@ def payment_rows(engine: Engine, invoice_id: int) -> list[dict[str, object]]:
             dict(row)
             for row in conn.execute(
                 sa.text(
-                    "select * from dictamesh_billing_payments where invoice_id = :i order by attempt"
+                    "select * from dictamesh_billing_payments where invoice_id = :i"
+                    " order by attempt"
                 ),
                 {"i": invoice_id},
             ).mappings()
@@ -115,7 +116,8 @@ def payment_rows(engine: Engine, invoice_id: int) -> list[dict[str, object]]:
 def invoice_status(engine: Engine, invoice_id: int) -> str:
     with engine.connect() as conn:
         return conn.scalar(
-            sa.text("select status from dictamesh_billing_invoices where id = :i"), {"i": invoice_id}
+            sa.text("select status from dictamesh_billing_invoices where id = :i"),
+            {"i": invoice_id},
         )
 
 

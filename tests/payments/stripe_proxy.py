@@ -83,8 +83,14 @@ class StripeProxy:
                 return self.random.choice(["500", "timeout"])
         return None
 
-    def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> httpx.Response:
-        keep = {k: v for k, v in headers.items() if k.lower() in ("authorization", "content-type", "stripe-version")}
+    def _forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> httpx.Response:
+        keep = {
+            k: v
+            for k, v in headers.items()
+            if k.lower() in ("authorization", "content-type", "stripe-version")
+        }
         return self.client.request(method, self.upstream + path, headers=keep, content=body)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -96,10 +102,17 @@ class StripeProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, body: bytes, headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 for key, value in (headers or {}).items():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                    if key.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    ):
                         self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -123,17 +136,24 @@ class StripeProxy:
                     return self._error(500, "api_error", "injected 500")
                 if fault == "429":
                     proxy.counts["fault:429"] += 1
-                    return self._error(429, "invalid_request_error", "injected rate limit", code="rate_limit")
+                    return self._error(
+                        429, "invalid_request_error", "injected rate limit", code="rate_limit"
+                    )
                 if fault and fault.startswith("decline:"):
                     proxy.counts["fault:decline"] += 1
                     return self._error(
-                        402, "card_error", "Your card has insufficient funds.",
-                        code="card_declined", decline_code=fault.split(":", 1)[1],
+                        402,
+                        "card_error",
+                        "Your card has insufficient funds.",
+                        code="card_declined",
+                        decline_code=fault.split(":", 1)[1],
                     )
                 key = headers.get("Idempotency-Key") if method == "POST" else None
                 if key is None:
                     response = proxy._forward(method, self.path, headers, body)
-                    return self._send(response.status_code, response.content, dict(response.headers))
+                    return self._send(
+                        response.status_code, response.content, dict(response.headers)
+                    )
                 fingerprint = hashlib.sha256(f"{self.path}\n".encode() + body).hexdigest()
                 with proxy.lock:
                     now = time.monotonic()
@@ -148,13 +168,21 @@ class StripeProxy:
                     if stored.fingerprint != fingerprint:
                         proxy.counts["idempotency_error"] += 1
                         return self._error(
-                            400, "idempotency_error",
-                            "Keys for idempotent requests can only be used with the same parameters.",
+                            400,
+                            "idempotency_error",
+                            "Keys for idempotent requests can only be used with the same"
+                            " parameters.",
                         )
                     if not stored.done.is_set():
-                        return self._error(409, "idempotency_error", "key in use", code="idempotency_key_in_use")
+                        return self._error(
+                            409, "idempotency_error", "key in use", code="idempotency_key_in_use"
+                        )
                     proxy.counts["replayed"] += 1
-                    return self._send(stored.status or 500, stored.body, {**stored.headers, "Idempotent-Replayed": "true"})
+                    return self._send(
+                        stored.status or 500,
+                        stored.body,
+                        {**stored.headers, "Idempotent-Replayed": "true"},
+                    )
                 try:
                     response = proxy._forward(method, self.path, headers, body)
                 except httpx.HTTPError:
@@ -162,7 +190,9 @@ class StripeProxy:
                         proxy.keys.pop(key, None)
                     return self._error(500, "api_error", "upstream unreachable")
                 stored.status, stored.body = response.status_code, response.content
-                stored.headers = {"Content-Type": response.headers.get("content-type", "application/json")}
+                stored.headers = {
+                    "Content-Type": response.headers.get("content-type", "application/json")
+                }
                 stored.done.set()
                 proxy.counts["forwarded_post"] += 1
                 if fault == "timeout":
@@ -172,13 +202,13 @@ class StripeProxy:
                     return None
                 return self._send(stored.status, stored.body, stored.headers)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._handle("GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._handle("POST")
 
-            def do_DELETE(self) -> None:  # noqa: N802
+            def do_DELETE(self) -> None:
                 self._handle("DELETE")
 
         return Handler

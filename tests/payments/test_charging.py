@@ -20,7 +20,9 @@ from tests.payments.stripe_proxy import StripeProxy
 NOW = datetime(2031, 1, 1, tzinfo=UTC)
 
 
-def test_successful_charge_pays_the_invoice_once(engine: Engine, gateway, open_invoice, stripe_client) -> None:
+def test_successful_charge_pays_the_invoice_once(
+    engine: Engine, gateway, open_invoice, stripe_client
+) -> None:
     invoice = open_invoice(gateway=gateway, amount="123.45")
 
     outcome = charge_invoice(engine, gateway, invoice.id, now=NOW)
@@ -36,7 +38,10 @@ def test_successful_charge_pays_the_invoice_once(engine: Engine, gateway, open_i
     assert intent["id"] == row["stripe_payment_intent_id"]
     with engine.connect() as conn:
         ledger = conn.execute(
-            sa.text("select entry_type, amount from dictamesh_billing_payment_ledger where invoice_id = :i"),
+            sa.text(
+                "select entry_type, amount from dictamesh_billing_payment_ledger"
+                " where invoice_id = :i"
+            ),
             {"i": invoice.id},
         ).all()
     assert ledger == [("payment", Decimal("123.45"))]
@@ -60,12 +65,17 @@ def test_attaching_a_declined_card_is_refused(engine: Engine, gateway, billing) 
     customer = billing.customer()
     with pytest.raises(GatewayDeclinedError) as caught:
         add_payment_method(
-            engine, gateway, customer.organization_id, payment_method_id="pm_card_visa_chargeDeclined"
+            engine,
+            gateway,
+            customer.organization_id,
+            payment_method_id="pm_card_visa_chargeDeclined",
         )
     assert caught.value.code == "card_declined"
     with engine.connect() as conn:
         stored = conn.scalar(
-            sa.text("select count(*) from dictamesh_billing_payment_methods where organization_id = :o"),
+            sa.text(
+                "select count(*) from dictamesh_billing_payment_methods where organization_id = :o"
+            ),
             {"o": customer.organization_id},
         )
     assert stored == 0
@@ -117,7 +127,10 @@ def test_authentication_required_waits_for_the_customer(
     engine: Engine, gateway, open_invoice, stripe_client
 ) -> None:
     card = stripe_client.v1.payment_methods.create(
-        {"type": "card", "card": {"number": "4000002500003155", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+        {
+            "type": "card",
+            "card": {"number": "4000002500003155", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        }
     )
     invoice = open_invoice(card.id, gateway=gateway)
 

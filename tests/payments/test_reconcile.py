@@ -1,0 +1,166 @@
+"""Unknown outcomes converge to Stripe: a charging process killed after the Stripe call,
+a timeout with nothing sent, and the sensor that drives it (cursor, run keys)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+from sqlalchemy.engine import Engine
+
+from dagster_billing.payments.charging import charge_invoice, invoices_to_charge
+from dagster_billing.payments.reconcile import reconcile_due
+from dagster_billing.resources import WarehouseResource
+from dagster_billing.resources.stripe import StripeResource
+from dagster_billing.sensors.payments import stripe_reconciliation_sensor
+from dagster_billing.warehouse.database import Warehouse
+from tests.conftest import STRIPE_TEST_API_KEY
+from tests.payments.conftest import intents_for, invoice_status, payment_rows
+from tests.payments.stripe_proxy import StripeProxy
+
+NOW = datetime(2031, 2, 1, tzinfo=UTC)
+
+# Runs the product's charge_invoice with a gateway that dies (SIGKILL) right after
+# Stripe answered and before anything is recorded.
+_CRASHING_CHARGE = textwrap.dedent(
+    """
+    import os, signal, sys
+    from datetime import datetime
+    import sqlalchemy as sa
+    from dagster_billing.payments.charging import charge_invoice
+    from dagster_billing.resources.stripe import StripeApi
+
+    url, api_base, invoice_id, now = sys.argv[1:5]
+
+    class DiesAfterTheCall(StripeApi):
+        def create_payment_intent(self, **kwargs):
+            super().create_payment_intent(**kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    engine = sa.create_engine(url)
+    gateway = DiesAfterTheCall("sk_test_12345", api_base=api_base, timeout_seconds=5)
+    charge_invoice(engine, gateway, int(invoice_id), now=datetime.fromisoformat(now))
+    """
+)
+
+
+def test_a_charge_killed_between_stripe_and_the_record_is_resolved_by_reconciliation(
+    engine: Engine, warehouse: Warehouse, gateway, open_invoice, proxy: StripeProxy, stripe_client
+) -> None:
+    invoice = open_invoice(gateway=gateway)
+    url = warehouse.url.render_as_string(hide_password=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _CRASHING_CHARGE, url, proxy.url, str(invoice.id), NOW.isoformat()],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    (row,) = payment_rows(engine, invoice.id)
+    assert row["status"] == "pending" and row["stripe_payment_intent_id"] is None
+    assert len(intents_for(stripe_client, invoice.id)) == 1
+    # While the attempt is unresolved nothing charges the invoice again.
+    assert charge_invoice(engine, gateway, invoice.id, now=NOW).status == "skipped"
+
+    result = reconcile_due(engine, gateway, now=NOW + timedelta(minutes=3), retry_days=(1,))
+
+    assert result.resolved >= 1
+    (row,) = payment_rows(engine, invoice.id)
+    (intent,) = intents_for(stripe_client, invoice.id)
+    assert row["status"] == "succeeded" and row["stripe_payment_intent_id"] == intent["id"]
+    assert invoice_status(engine, invoice.id) == "paid"
+    with engine.connect() as conn:
+        assert invoice.id not in invoices_to_charge(conn, NOW + timedelta(days=30))
+
+
+def test_a_request_that_never_reached_stripe_is_canceled_and_charged_anew(
+    engine: Engine, gateway, open_invoice, proxy: StripeProxy, stripe_client
+) -> None:
+    invoice = open_invoice(gateway=gateway)
+    for _ in range(3):  # the first try and both SDK retries
+        proxy.fail_next("500", "/v1/payment_intents")
+
+    assert charge_invoice(engine, gateway, invoice.id, now=NOW).status == "unknown"
+    assert intents_for(stripe_client, invoice.id) == []
+
+    reconcile_due(engine, gateway, now=NOW + timedelta(minutes=5), retry_days=(1,))
+    (row,) = payment_rows(engine, invoice.id)
+    assert (row["status"], row["failure_code"]) == ("canceled", "not_sent")
+
+    assert charge_invoice(engine, gateway, invoice.id, now=NOW).status == "succeeded"
+    assert [r["status"] for r in payment_rows(engine, invoice.id)] == ["canceled", "succeeded"]
+    assert len(intents_for(stripe_client, invoice.id)) == 1
+
+
+def test_reconciliation_backs_off_while_stripe_is_unreachable(
+    engine: Engine, gateway, open_invoice, proxy: StripeProxy
+) -> None:
+    invoice = open_invoice(gateway=gateway)
+    for _ in range(3):
+        proxy.fail_next("500", "/v1/payment_intents")
+    charge_invoice(engine, gateway, invoice.id, now=NOW)
+    unreachable = StripeResource(
+        api_key=STRIPE_TEST_API_KEY, api_base="http://127.0.0.1:9", enabled=True
+    )
+    later = NOW + timedelta(minutes=5)
+
+    reconcile_due(engine, unreachable.gateway(), now=later, retry_days=(1,))
+
+    (row,) = payment_rows(engine, invoice.id)
+    assert row["status"] == "unknown"
+    assert (row["reconcile_attempts"], row["next_reconcile_at"]) == (
+        1,
+        later + timedelta(minutes=5),
+    )
+
+
+def test_the_sensor_advances_its_cursor_and_never_repeats_a_run_key(
+    engine: Engine, warehouse: Warehouse, gateway, open_invoice, proxy: StripeProxy
+) -> None:
+    invoice = open_invoice("pm_card_chargeCustomerFail", gateway=gateway)
+    charge_invoice(engine, gateway, invoice.id, now=datetime.now(UTC) - timedelta(days=2))
+    resources = {
+        "warehouse": WarehouseResource(
+            dsn=warehouse.url.render_as_string(hide_password=False), data_dir="unused"
+        ),
+        "stripe": StripeResource(
+            api_key=STRIPE_TEST_API_KEY, api_base=proxy.url, enabled=True, auto_payment=True
+        ),
+    }
+    first_cursor = json.dumps(
+        {"retries_through": (datetime.now(UTC) - timedelta(days=3)).isoformat()}
+    )
+
+    with dg.build_sensor_context(cursor=first_cursor, resources=resources) as context:
+        first = stripe_reconciliation_sensor(context)
+    assert isinstance(first, dg.SensorResult)
+    assert [r.partition_key for r in first.run_requests or []] == [
+        (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+    ]
+    assert json.loads(first.cursor)["retries_through"] > json.loads(first_cursor)["retries_through"]
+
+    with dg.build_sensor_context(cursor=first.cursor, resources=resources) as context:
+        second = stripe_reconciliation_sensor(context)
+    assert isinstance(second, dg.SensorResult)
+    assert second.run_requests == []  # the same retry is not requested twice
+    assert (
+        json.loads(second.cursor)["retries_through"] > json.loads(first.cursor)["retries_through"]
+    )
+    keys = [r.run_key for r in (first.run_requests or []) + (second.run_requests or [])]
+    assert len(keys) == len(set(keys))
+
+
+def test_the_sensor_skips_with_stripe_disabled(warehouse: Warehouse) -> None:
+    resources = {
+        "warehouse": WarehouseResource(
+            dsn=warehouse.url.render_as_string(hide_password=False), data_dir="unused"
+        ),
+        "stripe": StripeResource(enabled=False),
+    }
+    with dg.build_sensor_context(resources=resources) as context:
+        result = stripe_reconciliation_sensor(context)
+    assert isinstance(result, dg.SkipReason)
