@@ -416,5 +416,8 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
     echo(f"demo data: {created} new rows")
     materialized = materialize_all(settings, dagster_environment(warehouse, settings), engine)
     echo(f"materialized {len(materialized)} assets")
+    from dagster_billing.payments.demo import pay_demo_invoices
+
+    pay_demo_invoices(engine, echo)
     for line in _summary(engine, warehouse):
         echo(line)
