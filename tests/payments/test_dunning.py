@@ -90,3 +90,17 @@ def test_an_invoice_without_a_payment_method_is_never_charged(
     assert invoice.id not in _due(engine, T0)
     assert charge_invoice(engine, gateway, invoice.id, now=T0).status == "skipped"
     assert payment_rows(engine, invoice.id) == []
+
+
+def test_a_bad_retry_schedule_is_one_line_naming_the_variable() -> None:
+    import pytest
+
+    from dagster_billing.settings import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^PAYMENT_RETRY_SCHEDULE: days must increase"):
+        load_settings(payment_retry_schedule="3,1")
+    with pytest.raises(ConfigError, match=r"^PAYMENT_RETRY_SCHEDULE: must be comma-separated"):
+        load_settings(payment_retry_schedule="1,x")
+    assert load_settings(payment_retry_schedule="").payment_retry_days == ()
+    secrets = load_settings(stripe_webhook_secret="whsec_a, whsec_b").stripe_webhook_secrets
+    assert secrets == ("whsec_a", "whsec_b")
