@@ -10,7 +10,7 @@ webhook changes nothing that is not true now.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -41,9 +41,16 @@ _STATUS = {
 }
 
 
-def idempotency_key(invoice_id: int, attempt: int) -> str:
-    """Derived from the stored attempt row, so a retry of the same attempt reuses it."""
-    return f"dmb-invoice-{invoice_id}-attempt-{attempt}"
+def row_stamp(created_at: datetime) -> str:
+    """A row's creation instant in microseconds: with its id it tells apart warehouses
+    (staging, production) that share one Stripe account, where ids alone would collide
+    and Stripe would replay another warehouse's answer to the same key."""
+    return str(int(created_at.timestamp() * 1_000_000))
+
+
+def idempotency_key(invoice_id: int, invoice_created_at: datetime, attempt: int) -> str:
+    """Derived from the stored rows, so a retry of the same attempt reuses it."""
+    return f"dmb-invoice-{invoice_id}-{row_stamp(invoice_created_at)}-attempt-{attempt}"
 
 
 def minor_units(conn: Connection, currency: str) -> int:
@@ -89,25 +96,8 @@ class PaymentView:
 
 
 def _view(row: RowMapping) -> PaymentView:
-    return PaymentView(
-        id=row["id"],
-        invoice_id=row["invoice_id"],
-        invoice_number=row["invoice_number"],
-        attempt=row["attempt"],
-        provider=row["provider"],
-        status=row["status"],
-        amount=row["amount"],
-        amount_refunded=row["amount_refunded"],
-        currency=row["currency"].strip(),
-        stripe_payment_intent_id=row["stripe_payment_intent_id"],
-        failure_code=row["failure_code"],
-        decline_code=row["decline_code"],
-        failure_message=row["failure_message"],
-        reference=row["reference"],
-        next_retry_at=row["next_retry_at"],
-        created_at=row["created_at"],
-        succeeded_at=row["succeeded_at"],
-    )
+    values = {f.name: row[f.name] for f in fields(PaymentView)}
+    return PaymentView(**{**values, "currency": values["currency"].strip()})
 
 
 def _payments_with_number() -> sa.Select[Any]:

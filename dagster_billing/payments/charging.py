@@ -122,7 +122,7 @@ def start_attempt(conn: Connection, invoice_id: int, *, now: datetime) -> tuple[
         )
         or 0
     ) + 1
-    key = idempotency_key(invoice_id, attempt)
+    key = idempotency_key(invoice_id, invoice["created_at"], attempt)
     currency = invoice["currency"].strip()
     payment_id = conn.execute(
         sa.insert(payments)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine
 
 from dagster_billing.payments import PaymentError
+from dagster_billing.payments.attempts import row_stamp
 from dagster_billing.payments.gateway import CardDetails, PaymentGateway
 from dagster_billing.warehouse.schema import organizations, payment_methods
 
@@ -79,8 +81,8 @@ def organization_id_for(conn: Connection, external_id: str) -> int:
     return found
 
 
-def customer_idempotency_key(organization_id: int) -> str:
-    return f"dmb-customer-{organization_id}"
+def customer_idempotency_key(organization_id: int, created_at: datetime) -> str:
+    return f"dmb-customer-{organization_id}-{row_stamp(created_at)}"
 
 
 def ensure_customer(engine: Engine, gateway: PaymentGateway, organization_id: int) -> str:
@@ -101,7 +103,7 @@ def ensure_customer(engine: Engine, gateway: PaymentGateway, organization_id: in
         name=org["name"],
         email=org["email"],
         metadata={"organization_id": str(organization_id), "external_id": org["external_id"]},
-        idempotency_key=customer_idempotency_key(organization_id),
+        idempotency_key=customer_idempotency_key(organization_id, org["created_at"]),
     )
     with engine.begin() as conn:
         conn.execute(

@@ -173,15 +173,18 @@ def resolve_intent(
 def _recover_attempt(
     conn: sa.Connection, invoice_id: int, key: str, intent: Intent, now: datetime
 ) -> int | None:
-    from dagster_billing.payments.attempts import from_minor, minor_units
+    from dagster_billing.payments.attempts import from_minor, minor_units, row_stamp
 
     invoice = (
         conn.execute(sa.select(invoices).where(invoices.c.id == invoice_id).with_for_update())
         .mappings()
         .one_or_none()
     )
-    if invoice is None:
-        return None
+    ours = (
+        f"dmb-invoice-{invoice_id}-{row_stamp(invoice['created_at'])}-attempt-" if invoice else ""
+    )
+    if invoice is None or not key.startswith(ours):
+        return None  # another warehouse's invoice with the same id (a shared Stripe account)
     currency = invoice["currency"].strip()
     attempt = (
         conn.scalar(

@@ -12,7 +12,7 @@ gives the amount back; the number stays used (the document exists, marked failed
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -26,7 +26,13 @@ from dagster_billing.events.outbox import Event, write_events
 from dagster_billing.invoicing.document import Formatter, Seller, _address
 from dagster_billing.invoicing.finalize import format_number
 from dagster_billing.payments import PaymentError
-from dagster_billing.payments.attempts import IN_FLIGHT, minor_units, record_success, to_minor
+from dagster_billing.payments.attempts import (
+    IN_FLIGHT,
+    minor_units,
+    record_success,
+    row_stamp,
+    to_minor,
+)
 from dagster_billing.payments.gateway import (
     GatewayDeclinedError,
     GatewayRejectedError,
@@ -205,7 +211,7 @@ def _reserve(
                 currency=invoice["currency"].strip(),
                 reason=reason,
                 status="pending",
-                idempotency_key=f"dmb-credit-note-{credit_number}",
+                idempotency_key=f"dmb-credit-note-{credit_number}-{row_stamp(at)}",
                 issued_at=at,
             )
             .returning(*credit_notes.c)
@@ -356,18 +362,8 @@ def get_credit_note(conn: Connection, number: str) -> CreditNoteView:
     )
     if row is None:
         raise PaymentError(f"number: no credit note {number!r}")
-    return CreditNoteView(
-        row["id"],
-        row["number"],
-        row["invoice_number"],
-        row["payment_id"],
-        row["amount"],
-        row["currency"].strip(),
-        row["reason"],
-        row["status"],
-        row["stripe_refund_id"],
-        row["pdf_path"],
-    )
+    values = {f.name: row[f.name] for f in fields(CreditNoteView)}
+    return CreditNoteView(**{**values, "currency": values["currency"].strip()})
 
 
 def list_credit_notes(conn: Connection, invoice_number: str) -> list[CreditNoteView]:

@@ -135,8 +135,18 @@ def outbox_types(engine: Engine, aggregate_ids: list[str]) -> list[str]:
         )
 
 
-def intents_for(stripe_client, invoice_id: int) -> list[dict[str, object]]:
-    """Every PaymentIntent localstripe holds for the invoice (it lists without filters)."""
+def intents_for(stripe_client, invoice_id: int, engine: Engine) -> list[dict[str, object]]:
+    """Every PaymentIntent localstripe holds for the invoice: it lists without filters,
+    and the session's modules reuse invoice ids, so match the customer too."""
+    with engine.connect() as conn:
+        customer = conn.scalar(
+            sa.text(
+                "select o.stripe_customer_id from dictamesh_billing_invoices i"
+                " join dictamesh_billing_organizations o on o.id = i.organization_id"
+                " where i.id = :i"
+            ),
+            {"i": invoice_id},
+        )
     found, cursor = [], None
     while True:
         params = {"limit": 100, **({"starting_after": cursor} if cursor else {})}
@@ -145,4 +155,8 @@ def intents_for(stripe_client, invoice_id: int) -> list[dict[str, object]]:
         if not page.has_more:
             break
         cursor = page.data[-1].id
-    return [pi for pi in found if pi["metadata"].get("dmb_invoice_id") == str(invoice_id)]
+    return [
+        pi
+        for pi in found
+        if pi["metadata"].get("dmb_invoice_id") == str(invoice_id) and pi["customer"] == customer
+    ]

@@ -10,6 +10,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dagster_billing.payments.charging import charge_invoice, invoices_to_charge
@@ -62,7 +63,7 @@ def test_a_charge_killed_between_stripe_and_the_record_is_resolved_by_reconcilia
     assert done.returncode == -9, done.stderr.decode()[-2000:]
     (row,) = payment_rows(engine, invoice.id)
     assert row["status"] == "pending" and row["stripe_payment_intent_id"] is None
-    assert len(intents_for(stripe_client, invoice.id)) == 1
+    assert len(intents_for(stripe_client, invoice.id, engine)) == 1
     # While the attempt is unresolved nothing charges the invoice again.
     assert charge_invoice(engine, gateway, invoice.id, now=NOW).status == "skipped"
 
@@ -70,7 +71,7 @@ def test_a_charge_killed_between_stripe_and_the_record_is_resolved_by_reconcilia
 
     assert result.resolved >= 1
     (row,) = payment_rows(engine, invoice.id)
-    (intent,) = intents_for(stripe_client, invoice.id)
+    (intent,) = intents_for(stripe_client, invoice.id, engine)
     assert row["status"] == "succeeded" and row["stripe_payment_intent_id"] == intent["id"]
     assert invoice_status(engine, invoice.id) == "paid"
     with engine.connect() as conn:
@@ -85,7 +86,7 @@ def test_a_request_that_never_reached_stripe_is_canceled_and_charged_anew(
         proxy.fail_next("500", "/v1/payment_intents")
 
     assert charge_invoice(engine, gateway, invoice.id, now=NOW).status == "unknown"
-    assert intents_for(stripe_client, invoice.id) == []
+    assert intents_for(stripe_client, invoice.id, engine) == []
 
     reconcile_due(engine, gateway, now=NOW + timedelta(minutes=5), retry_days=(1,))
     (row,) = payment_rows(engine, invoice.id)
@@ -93,7 +94,7 @@ def test_a_request_that_never_reached_stripe_is_canceled_and_charged_anew(
 
     assert charge_invoice(engine, gateway, invoice.id, now=NOW).status == "succeeded"
     assert [r["status"] for r in payment_rows(engine, invoice.id)] == ["canceled", "succeeded"]
-    assert len(intents_for(stripe_client, invoice.id)) == 1
+    assert len(intents_for(stripe_client, invoice.id, engine)) == 1
 
 
 def test_reconciliation_backs_off_while_stripe_is_unreachable(
@@ -164,3 +165,33 @@ def test_the_sensor_skips_with_stripe_disabled(warehouse: Warehouse) -> None:
     with dg.build_sensor_context(resources=resources) as context:
         result = stripe_reconciliation_sensor(context)
     assert isinstance(result, dg.SkipReason)
+
+
+def test_a_payment_stripe_has_and_we_lost_is_recorded_not_charged_again(
+    engine: Engine, gateway, open_invoice, stripe_client
+) -> None:
+    from dagster_billing.payments.charging import start_attempt
+    from dagster_billing.payments.reconcile import resolve_intent
+
+    invoice = open_invoice(gateway=gateway)
+    with engine.begin() as conn:
+        payment_id, request = start_attempt(conn, invoice.id, now=NOW)  # type: ignore[misc]
+    intent = gateway.create_payment_intent(**request)
+    with engine.begin() as conn:  # the attempt row is lost
+        conn.execute(
+            sa.text("delete from dictamesh_billing_payments where id = :p"), {"p": payment_id}
+        )
+    foreign = dict(request, idempotency_key="dmb-invoice-1-999-attempt-1")
+    foreign["metadata"] = {
+        **request["metadata"],
+        "dmb_idempotency_key": "dmb-invoice-1-999-attempt-1",
+    }
+    other = gateway.create_payment_intent(**foreign)  # another warehouse's invoice, same id
+
+    assert resolve_intent(engine, gateway, other.id, now=NOW, retry_days=(1,)) is None
+    assert resolve_intent(engine, gateway, intent.id, now=NOW, retry_days=(1,)) == "succeeded"
+
+    (row,) = payment_rows(engine, invoice.id)
+    assert (row["stripe_payment_intent_id"], row["status"]) == (intent.id, "succeeded")
+    assert invoice_status(engine, invoice.id) == "paid"
+    assert charge_invoice(engine, gateway, invoice.id, now=NOW).status == "skipped"
