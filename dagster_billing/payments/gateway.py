@@ -112,3 +112,7 @@ class PaymentGateway(Protocol):
         metadata: Mapping[str, str],
         idempotency_key: str,
     ) -> RefundResult: ...
+
+    def find_refunds(
+        self, *, payment_intent: str, metadata_key: str, metadata_value: str
+    ) -> list[RefundResult]: ...

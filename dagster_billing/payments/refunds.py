@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from dagster_billing.payments.attempts import (
 from dagster_billing.payments.gateway import (
     GatewayDeclinedError,
     GatewayRejectedError,
+    GatewayUnknownError,
     PaymentGateway,
 )
 from dagster_billing.warehouse import audit
@@ -246,31 +247,135 @@ def refund_invoice(
         raise PaymentError("reason: a refund needs a reason")
     wanted = _amount(amount, "amount")
     with engine.begin() as conn:
-        invoice, payment, note = _reserve(conn, number, wanted, reason.strip(), at)
-        units = minor_units(conn, note["currency"].strip())
-    refund_id = None
-    if payment["provider"] == "stripe":
-        if gateway is None:
-            raise PaymentError("STRIPE_API_KEY: a Stripe payment can only be refunded via Stripe")
-        try:
-            refund = gateway.create_refund(
-                payment_intent=str(payment["stripe_payment_intent_id"]),
-                amount=to_minor(note["amount"], units),
-                metadata={"dmb_credit_note": note["number"], "dmb_invoice_number": number},
-                idempotency_key=note["idempotency_key"],
-            )
-            refund_id = refund.id
-        except (GatewayDeclinedError, GatewayRejectedError) as exc:
-            with engine.begin() as conn:
-                _fail(conn, note, payment, str(exc))
-            raise PaymentError(f"refund: Stripe refused the refund of {number}: {exc}") from None
-    with engine.begin() as conn:
-        _succeed(conn, note, invoice, payment, refund_id, actor, at)
+        _, _, note = _reserve(conn, number, wanted, reason.strip(), at)
+    try:
+        _complete(engine, gateway, note["id"], actor=actor, at=at, look_up_first=False)
+    except GatewayUnknownError:
+        raise PaymentError(
+            f"refund: Stripe did not answer; credit note {note['number']} stays pending and"
+            " the stripe_reconciliation sensor completes it"
+        ) from None
     if seller is not None and data_dir is not None:
         with engine.begin() as conn:
             store_credit_note_pdf(conn, note["id"], seller=seller, data_dir=data_dir)
     with engine.connect() as conn:
         return get_credit_note(conn, note["number"])
+
+
+def _complete(
+    engine: Engine,
+    gateway: PaymentGateway | None,
+    credit_note_id: int,
+    *,
+    actor: str,
+    at: datetime,
+    look_up_first: bool,
+) -> str:
+    """Carry a pending credit note's refund out at Stripe and record it. Resuming one whose
+    outcome is unknown looks the refund up first (by our metadata) and only then POSTs,
+    with the same key: never a second refund."""
+    with engine.connect() as conn:
+        note = (
+            conn.execute(sa.select(credit_notes).where(credit_notes.c.id == credit_note_id))
+            .mappings()
+            .one()
+        )
+        payment = (
+            conn.execute(sa.select(payments).where(payments.c.id == note["payment_id"]))
+            .mappings()
+            .one()
+        )
+        invoice = (
+            conn.execute(sa.select(invoices).where(invoices.c.id == note["invoice_id"]))
+            .mappings()
+            .one()
+        )
+        units = minor_units(conn, note["currency"].strip())
+    if note["status"] != "pending":
+        return note["status"]
+    refund_id = None
+    if payment["provider"] == "stripe":
+        if gateway is None:
+            with engine.begin() as conn:
+                _fail(conn, note, payment, "no Stripe gateway")
+            raise PaymentError("STRIPE_API_KEY: a Stripe payment can only be refunded via Stripe")
+        intent_id = str(payment["stripe_payment_intent_id"])
+        found = (
+            gateway.find_refunds(
+                payment_intent=intent_id,
+                metadata_key="dmb_credit_note",
+                metadata_value=note["number"],
+            )
+            if look_up_first
+            else []
+        )
+        try:
+            refund = (
+                found[0]
+                if found
+                else gateway.create_refund(
+                    payment_intent=intent_id,
+                    amount=to_minor(note["amount"], units),
+                    metadata={
+                        "dmb_credit_note": note["number"],
+                        "dmb_invoice_number": invoice["number"],
+                    },
+                    idempotency_key=note["idempotency_key"],
+                )
+            )
+        except (GatewayDeclinedError, GatewayRejectedError) as exc:
+            with engine.begin() as conn:
+                _fail(conn, note, payment, str(exc))
+            raise PaymentError(
+                f"refund: Stripe refused the refund of {invoice['number']}: {exc}"
+            ) from None
+        refund_id = refund.id
+    with engine.begin() as conn:
+        _succeed(conn, note, invoice, payment, refund_id, actor, at)
+    return "succeeded"
+
+
+# Older than the Stripe timeout with its retries: no refund call is still waiting on it.
+STALE_REFUND = timedelta(minutes=2)
+
+
+def resume_pending_refunds(
+    engine: Engine,
+    gateway: PaymentGateway,
+    *,
+    now: datetime,
+    seller: Seller | None = None,
+    data_dir: Path | None = None,
+) -> int:
+    """Complete credit notes left pending by a refund whose Stripe call had no answer (or
+    whose process died); returns how many were completed or failed."""
+    with engine.connect() as conn:
+        pending = list(
+            conn.scalars(
+                sa.select(credit_notes.c.id)
+                .where(
+                    credit_notes.c.status == "pending",
+                    credit_notes.c.issued_at <= now - STALE_REFUND,
+                )
+                .order_by(credit_notes.c.id)
+            )
+        )
+    done = 0
+    for credit_note_id in pending:
+        try:
+            _complete(
+                engine, gateway, credit_note_id, actor="reconciliation", at=now, look_up_first=True
+            )
+        except GatewayUnknownError:
+            continue
+        except PaymentError:
+            done += 1
+            continue
+        done += 1
+        if seller is not None and data_dir is not None:
+            with engine.begin() as conn:
+                store_credit_note_pdf(conn, credit_note_id, seller=seller, data_dir=data_dir)
+    return done
 
 
 def _fail(conn: Connection, note: RowMapping, payment: RowMapping, error: str) -> None:

@@ -273,6 +273,18 @@ class StripeApi:
         )
         return RefundResult(refund["id"], refund.get("status") or "succeeded", refund["amount"])
 
+    def find_refunds(
+        self, *, payment_intent: str, metadata_key: str, metadata_value: str
+    ) -> list[RefundResult]:
+        page = self._call(
+            lambda: self.client.v1.refunds.list({"payment_intent": payment_intent, "limit": 100})
+        )
+        return [
+            RefundResult(r["id"], r.get("status") or "succeeded", r["amount"])
+            for r in (_plain(item) for item in page.data)
+            if (r.get("metadata") or {}).get(metadata_key) == metadata_value
+        ]
+
 
 class StripeResource(dg.ConfigurableResource):
     """Stripe for assets and sensors, built from settings; the key is passed by name

@@ -1,8 +1,8 @@
 """`stripe_reconciliation`: the webhook inbox, in-flight attempts, dunning retries.
 
 Each tick (every minute) processes received webhooks, resolves attempts whose outcome is
-not known yet (with backoff), and, when dunning retries fell due since the cursor,
-requests one `payments_job` run for them. The cursor is the instant up to which retries
+not known yet (with backoff), completes refunds left pending, and, when dunning retries
+fell due since the cursor, requests one `payments_job` run for them. The cursor is the instant up to which retries
 were requested, so a retry is requested once and no run key repeats.
 """
 
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as sa
 
 from dagster_billing.partitions import daily_partitions
 from dagster_billing.payments.reconcile import reconcile_due
+from dagster_billing.payments.refunds import resume_pending_refunds
 from dagster_billing.payments.webhooks import process_inbox
-from dagster_billing.resources import WarehouseResource
+from dagster_billing.resources import InvoicingResource, WarehouseResource
 from dagster_billing.resources.stripe import StripeResource
 
 payments_job = dg.define_asset_job(
@@ -41,9 +43,13 @@ _RETRIES_DUE = sa.text(
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def stripe_reconciliation_sensor(
-    context: dg.SensorEvaluationContext, warehouse: WarehouseResource, stripe: StripeResource
+    context: dg.SensorEvaluationContext,
+    warehouse: WarehouseResource,
+    stripe: StripeResource,
+    invoicing: InvoicingResource,
 ) -> dg.SensorResult | dg.SkipReason:
-    """Converge payments to Stripe: webhooks, unknown outcomes, retries that fell due."""
+    """Converge payments to Stripe: webhooks, unknown outcomes, pending refunds, retries
+    that fell due."""
     if not stripe.enabled or not stripe.api_key:
         return dg.SkipReason("STRIPE_ENABLED is false (or STRIPE_API_KEY unset)")
     now = datetime.now(UTC)
@@ -52,12 +58,19 @@ def stripe_reconciliation_sensor(
     engine, gateway = warehouse.engine(), stripe.gateway()
     inbox = process_inbox(engine, gateway, now=now, retry_days=stripe.retry_days)
     reconciled = reconcile_due(engine, gateway, now=now, retry_days=stripe.retry_days)
+    refunds = resume_pending_refunds(
+        engine,
+        gateway,
+        now=now,
+        seller=invoicing.seller,
+        data_dir=Path(invoicing.data_dir),
+    )
     with engine.connect() as conn:
         retries = int(conn.scalar(_RETRIES_DUE, {"since": since, "now": now}) or 0)
     context.log.info(
         f"webhooks: {inbox.processed} processed, {inbox.ignored} ignored, {inbox.failed} failed,"
         f" {inbox.deferred} deferred; attempts: {reconciled.resolved} of {reconciled.checked}"
-        f" resolved; {retries} retries due"
+        f" resolved; {refunds} pending refunds completed; {retries} retries due"
     )
     run_requests = []
     if retries and stripe.charging:

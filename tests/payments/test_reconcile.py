@@ -15,9 +15,10 @@ from sqlalchemy.engine import Engine
 
 from dagster_billing.payments.charging import charge_invoice, invoices_to_charge
 from dagster_billing.payments.reconcile import reconcile_due
-from dagster_billing.resources import WarehouseResource
+from dagster_billing.resources import InvoicingResource, WarehouseResource
 from dagster_billing.resources.stripe import StripeResource
 from dagster_billing.sensors.payments import stripe_reconciliation_sensor
+from dagster_billing.settings import load_settings
 from dagster_billing.warehouse.database import Warehouse
 from tests.conftest import STRIPE_TEST_API_KEY
 from tests.payments.conftest import intents_for, invoice_status, payment_rows
@@ -120,7 +121,7 @@ def test_reconciliation_backs_off_while_stripe_is_unreachable(
 
 
 def test_the_sensor_advances_its_cursor_and_never_repeats_a_run_key(
-    engine: Engine, warehouse: Warehouse, gateway, open_invoice, proxy: StripeProxy
+    engine: Engine, warehouse: Warehouse, gateway, open_invoice, proxy: StripeProxy, tmp_path
 ) -> None:
     invoice = open_invoice("pm_card_chargeCustomerFail", gateway=gateway)
     charge_invoice(engine, gateway, invoice.id, now=datetime.now(UTC) - timedelta(days=2))
@@ -131,6 +132,7 @@ def test_the_sensor_advances_its_cursor_and_never_repeats_a_run_key(
         "stripe": StripeResource(
             api_key=STRIPE_TEST_API_KEY, api_base=proxy.url, enabled=True, auto_payment=True
         ),
+        "invoicing": InvoicingResource.from_settings(load_settings(billing_data_dir=tmp_path)),
     }
     first_cursor = json.dumps(
         {"retries_through": (datetime.now(UTC) - timedelta(days=3)).isoformat()}
@@ -161,6 +163,7 @@ def test_the_sensor_skips_with_stripe_disabled(warehouse: Warehouse) -> None:
             dsn=warehouse.url.render_as_string(hide_password=False), data_dir="unused"
         ),
         "stripe": StripeResource(enabled=False),
+        "invoicing": InvoicingResource.from_settings(load_settings()),
     }
     with dg.build_sensor_context(resources=resources) as context:
         result = stripe_reconciliation_sensor(context)
@@ -195,3 +198,45 @@ def test_a_payment_stripe_has_and_we_lost_is_recorded_not_charged_again(
     assert (row["stripe_payment_intent_id"], row["status"]) == (intent.id, "succeeded")
     assert invoice_status(engine, invoice.id) == "paid"
     assert charge_invoice(engine, gateway, invoice.id, now=NOW).status == "skipped"
+
+
+def test_a_refund_without_an_answer_is_completed_once_by_reconciliation(
+    engine: Engine, gateway, open_invoice, proxy: StripeProxy, stripe_client
+) -> None:
+    """Stripe processed the refund but every answer was lost (a held connection, then two
+    500s for the SDK's retries): the credit note stays pending, then is completed from
+    the refund Stripe has, without a second refund."""
+    import pytest
+
+    from dagster_billing.payments import PaymentError
+    from dagster_billing.payments.refunds import (
+        get_credit_note,
+        refund_invoice,
+        resume_pending_refunds,
+    )
+
+    invoice = open_invoice(gateway=gateway)
+    charge_invoice(engine, gateway, invoice.id, now=NOW)
+    proxy.fail_next("timeout", "/v1/refunds")
+    proxy.fail_next("500", "/v1/refunds")
+    proxy.fail_next("500", "/v1/refunds")
+    with pytest.raises(PaymentError, match="stays pending"):
+        refund_invoice(engine, gateway, invoice.number, amount="10", reason="x", actor="t", at=NOW)
+    with engine.connect() as conn:
+        number = conn.scalar(
+            sa.text("select number from dictamesh_billing_credit_notes where invoice_id = :i"),
+            {"i": invoice.id},
+        )
+        assert get_credit_note(conn, number).status == "pending"
+
+    assert resume_pending_refunds(engine, gateway, now=NOW + timedelta(minutes=3)) == 1
+
+    with engine.connect() as conn:
+        note = get_credit_note(conn, number)
+    (row,) = payment_rows(engine, invoice.id)
+    refunds = stripe_client.v1.refunds.list(
+        {"payment_intent": row["stripe_payment_intent_id"], "limit": 100}
+    ).data
+    assert [r.amount for r in refunds] == [1000]
+    assert (note.status, note.stripe_refund_id) == ("succeeded", refunds[0].id)
+    assert row["amount_refunded"] == 10
