@@ -2,8 +2,9 @@
 
 Each tick (every minute) processes received webhooks, resolves attempts whose outcome is
 not known yet (with backoff), completes refunds left pending, and, when dunning retries
-fell due since the cursor, requests one `payments_job` run for them. The cursor is the instant up to which retries
-were requested, so a retry is requested once and no run key repeats.
+fell due since the cursor, requests one `payments_job` run for them. The cursor is the
+instant up to which retries were requested, so a retry is requested once and no run key
+repeats.
 """
 
 from __future__ import annotations
