@@ -135,7 +135,7 @@ def test_the_sensor_advances_its_cursor_and_never_repeats_a_run_key(
         "invoicing": InvoicingResource.from_settings(load_settings(billing_data_dir=tmp_path)),
     }
     first_cursor = json.dumps(
-        {"retries_through": (datetime.now(UTC) - timedelta(days=3)).isoformat()}
+        {"requested": None, "checked_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat()}
     )
 
     with dg.build_sensor_context(cursor=first_cursor, resources=resources) as context:
@@ -144,17 +144,20 @@ def test_the_sensor_advances_its_cursor_and_never_repeats_a_run_key(
     assert [r.partition_key for r in first.run_requests or []] == [
         (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
     ]
-    assert json.loads(first.cursor)["retries_through"] > json.loads(first_cursor)["retries_through"]
+    assert json.loads(first.cursor)["checked_at"] > json.loads(first_cursor)["checked_at"]
 
     with dg.build_sensor_context(cursor=first.cursor, resources=resources) as context:
         second = stripe_reconciliation_sensor(context)
     assert isinstance(second, dg.SensorResult)
-    assert second.run_requests == []  # the same retry is not requested twice
-    assert (
-        json.loads(second.cursor)["retries_through"] > json.loads(first.cursor)["retries_through"]
-    )
-    keys = [r.run_key for r in (first.run_requests or []) + (second.run_requests or [])]
-    assert len(keys) == len(set(keys))
+    assert second.run_requests == []  # the same due set is not requested twice
+    assert json.loads(second.cursor)["checked_at"] > json.loads(first.cursor)["checked_at"]
+    # The requested run charges attempt 2 (it fails again; retry 2 is days away).
+    assert charge_invoice(engine, gateway, invoice.id, now=datetime.now(UTC)).status == "failed"
+    with dg.build_sensor_context(cursor=second.cursor, resources=resources) as context:
+        third = stripe_reconciliation_sensor(context)
+    assert isinstance(third, dg.SensorResult) and third.run_requests == []
+    keys = [r.run_key for r in (first.run_requests or [])]
+    assert len(keys) == 1 and keys[0].startswith("payments:")
 
 
 def test_the_sensor_skips_with_stripe_disabled(warehouse: Warehouse) -> None:
