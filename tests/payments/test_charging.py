@@ -202,3 +202,19 @@ def test_the_proxy_answers_a_reused_key_with_other_parameters_400(
 
     with pytest.raises(stripe.IdempotencyError):
         api.client.v1.customers.create({"name": "B"}, options)
+
+
+def test_two_runs_charging_one_invoice_at_once_charge_it_once(
+    engine: Engine, gateway, open_invoice, stripe_client
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    invoice = open_invoice(gateway=gateway)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(
+            pool.map(lambda _: charge_invoice(engine, gateway, invoice.id, now=NOW), range(4))
+        )
+
+    assert sorted(o.status for o in outcomes) == ["skipped", "skipped", "skipped", "succeeded"]
+    assert len(intents_for(stripe_client, invoice.id, engine)) == 1
+    assert [r["status"] for r in payment_rows(engine, invoice.id)] == ["succeeded"]
