@@ -423,6 +423,115 @@ def invoice_void(
     typer.echo(f"{number}: void, {result.credits_returned} credit application(s) returned")
 
 
+def payment_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A refused payment or refund ends the command with one line, exit 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from dagster_billing.payments import PaymentError
+        from dagster_billing.payments.gateway import GatewayDeclinedError, GatewayRejectedError
+
+        try:
+            return func(*args, **kwargs)
+        except (PaymentError, GatewayDeclinedError, GatewayRejectedError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@invoice_app.command("pay")
+@one_line_errors
+@payment_errors
+def invoice_pay(
+    number: str = typer.Argument(..., help="Invoice number."),
+    manual: bool = typer.Option(False, "--manual", help="Record a bank transfer or cheque."),
+    reference: str = typer.Option("", "--reference", help="The transfer's reference."),
+    actor: str = typer.Option(os.environ.get("USER", "cli"), help="Who records it."),
+) -> None:
+    """Record a manual payment (--manual --reference TEXT), or charge the invoice through
+    Stripe now (STRIPE_ENABLED)."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from dagster_billing.payments import PaymentError
+    from dagster_billing.warehouse.schema import invoices
+
+    settings = get_settings()
+    now = datetime.now(UTC)
+    if manual:
+        from dagster_billing.payments.refunds import record_manual_payment
+
+        with _engine().begin() as conn:
+            payment_id = record_manual_payment(
+                conn, number, reference=reference, actor=actor, at=now
+            )
+        typer.echo(f"{number}: paid manually (payment {payment_id}, reference {reference})")
+        return
+    if not settings.stripe_enabled:
+        raise PaymentError("STRIPE_ENABLED: false; use --manual --reference for a bank transfer")
+    from dagster_billing.payments.charging import charge_invoice
+    from dagster_billing.resources.stripe import gateway_from_settings
+
+    engine = _engine()
+    with engine.connect() as conn:
+        invoice_id = conn.scalar(sa.select(invoices.c.id).where(invoices.c.number == number))
+    if invoice_id is None:
+        raise PaymentError(f"number: no invoice {number!r}")
+    outcome = charge_invoice(
+        engine,
+        gateway_from_settings(settings),
+        invoice_id,
+        now=now,
+        retry_days=settings.payment_retry_days,
+    )
+    detail = f" ({outcome.failure_code})" if outcome.failure_code else ""
+    typer.echo(f"{number}: {outcome.status}{detail}")
+    if outcome.status not in ("succeeded", "processing"):
+        raise typer.Exit(1)
+
+
+@invoice_app.command("refund")
+@one_line_errors
+@payment_errors
+def invoice_refund(
+    number: str = typer.Argument(..., help="Invoice number."),
+    amount: str | None = typer.Option(None, "--amount", help="Default: all still refundable."),
+    reason: str = typer.Option(..., "--reason", help="Printed on the credit note, audited."),
+    actor: str = typer.Option(os.environ.get("USER", "cli"), help="Who refunds it."),
+) -> None:
+    """Refund a paid invoice (partially with --amount): Stripe refund, credit note, PDF."""
+    from datetime import UTC, datetime
+
+    from dagster_billing.payments.refunds import refund_invoice
+    from dagster_billing.resources import InvoicingResource
+    from dagster_billing.resources.stripe import gateway_from_settings
+
+    settings = get_settings()
+    invoicing = InvoicingResource.from_settings(settings)
+    gateway = gateway_from_settings(settings) if settings.stripe_api_key else None
+    note = refund_invoice(
+        _engine(),
+        gateway,
+        number,
+        amount=amount,
+        reason=reason,
+        actor=actor,
+        at=datetime.now(UTC),
+        seller=invoicing.seller,
+        data_dir=Path(invoicing.data_dir),
+    )
+    from decimal import Decimal
+
+    from babel.numbers import get_currency_precision
+
+    amount_text = note.amount.quantize(Decimal(1).scaleb(-get_currency_precision(note.currency)))
+    typer.echo(f"{number}: refunded {amount_text} {note.currency}, credit note {note.number}")
+    if note.pdf_path:
+        typer.echo(f"  {note.pdf_path}")
+
+
 @app.command("demo")
 @one_line_errors
 def demo() -> None:

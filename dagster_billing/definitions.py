@@ -15,6 +15,7 @@ from dagster_billing.assets.events import (
     events_sensors,
 )
 from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
+from dagster_billing.assets.payments import payments_assets, payments_checks
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.assets.usage import usage_daily, usage_hourly
 from dagster_billing.assets.warehouse import usage_partitions
@@ -30,8 +31,10 @@ from dagster_billing.resources import (
 from dagster_billing.resources.kafka import KafkaResource
 from dagster_billing.resources.notifications import NotificationsResource
 from dagster_billing.resources.smtp import SmtpResource
+from dagster_billing.resources.stripe import StripeResource
 from dagster_billing.schedules import jobs, schedules
 from dagster_billing.sensors import sensors
+from dagster_billing.sensors.payments import payments_job, payments_sensors
 from dagster_billing.settings import Settings, get_settings
 
 
@@ -58,6 +61,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "kafka": KafkaResource.from_settings(settings),
         "smtp": SmtpResource.from_settings(settings),
         "notifications": NotificationsResource.from_settings(settings),
+        "stripe": StripeResource.from_settings(settings),
     }
 
 
@@ -73,10 +77,11 @@ defs = dg.Definitions(
         *finalized_invoice_tables,
         *events_assets,
         audit_checkpoint,
+        *payments_assets,
     ],
-    asset_checks=invoicing_checks,
-    jobs=[*jobs, *events_jobs, audit_checkpoint_job],
+    asset_checks=[*invoicing_checks, *payments_checks],
+    jobs=[*jobs, *events_jobs, audit_checkpoint_job, payments_job],
     schedules=[*schedules, *events_schedules, audit_checkpoint_schedule],
-    sensors=[*sensors, *events_sensors],
+    sensors=[*sensors, *events_sensors, *payments_sensors],
     resources=build_resources(get_settings()),
 )

@@ -441,6 +441,12 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
         settings, dagster_environment(warehouse, settings), engine, stages
     )
     echo(f"materialized {len(materialized)} assets in {stages.total:.1f} s")
+    with stages.stage("payments") as done:
+        from dagster_billing.payments.demo import pay_demo_invoices
+
+        paid: list[str] = []
+        pay_demo_invoices(engine, paid.append)
+        done("; ".join(paid))
     with stages.stage("events and notifications") as done:
         done("; ".join(publish_and_notify(settings)))
     for line in _summary(engine, warehouse):

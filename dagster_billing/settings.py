@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     stripe_api_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
     stripe_enabled: bool = False
+    stripe_api_base: AnyHttpUrl | None = None
+    payment_retry_schedule: str = "1,3,5,7"
 
     invoice_due_days: int = Field(30, ge=0, le=365)
     invoice_number_prefix: str = Field("INV-", pattern=r"^[A-Za-z0-9_-]{0,16}$")
@@ -133,6 +135,30 @@ class Settings(BaseSettings):
         if value.split("://", 1)[0] not in ("memory", "redis", "rediss", "memcached"):
             raise ValueError("must be memory://, redis://... or memcached://...")
         return value
+
+    @field_validator("payment_retry_schedule")
+    @classmethod
+    def _retry_schedule_is_days(cls, value: str) -> str:
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if not all(part.isdigit() and 1 <= int(part) <= 365 for part in parts):
+            raise ValueError(f"must be comma-separated days (1-365), got {value!r}")
+        days = [int(part) for part in parts]
+        if days != sorted(set(days)):
+            raise ValueError(f"days must increase, got {value!r}")
+        return ",".join(parts)
+
+    @property
+    def payment_retry_days(self) -> tuple[int, ...]:
+        """Days after the first failed charge on which it is retried (dunning)."""
+        return tuple(int(part) for part in self.payment_retry_schedule.split(",") if part)
+
+    @property
+    def stripe_webhook_secrets(self) -> tuple[str, ...]:
+        """Every secret a webhook may be signed with: several while one is being rotated."""
+        if self.stripe_webhook_secret is None:
+            return ()
+        raw = self.stripe_webhook_secret.get_secret_value()
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
 
     @model_validator(mode="after")
     def _stripe_needs_a_key(self) -> Settings:

@@ -52,6 +52,8 @@ def test_demo_twice_is_idempotent(blank_warehouse: Warehouse) -> None:
     log = Path(stages[0].removeprefix("full log: "))
     assert "STEP_SUCCESS" in log.read_text()
     assert re.search(r"daily assets 2026-10-01 \.\. 2026-11-01: \d+ materializations", first.stdout)
+    # Payments against localstripe when it is installed (a dev extra), else skipped.
+    assert re.search(r"^payments: (skipped|through localstripe: \d+ paid)", first.stdout, re.M)
     # Events go to Kafka only when a broker is configured; emails to files without SMTP.
     assert re.search(r"events: (no Kafka broker|\d+ published now)", first.stdout)
     assert re.search(r"notifications: [1-9]\d* sent .*, 0 failed \(", first.stdout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from dagster_billing.api import idempotency, openapi, problems
+from dagster_billing.api import idempotency, openapi, problems, webhooks
 from dagster_billing.api.routers import invoices, organizations, payments, subscriptions, usage
 from dagster_billing.api.security import RateLimiter
 from dagster_billing.observability import observe_app
@@ -29,6 +29,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.rate_limiter = RateLimiter(settings)
+    app.include_router(webhooks.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

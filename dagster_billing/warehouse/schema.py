@@ -358,6 +358,53 @@ payments = _table(
     Column("next_retry_at", TIMESTAMPTZ),
     Column("created_at", TIMESTAMPTZ),
     Column("updated_at", TIMESTAMPTZ),
+    Column("decline_code", Text),
+    Column("reference", Text),
+    Column("amount_refunded", MONEY),
+    Column("reconcile_attempts", Integer),
+    Column("next_reconcile_at", TIMESTAMPTZ),
+    Column("succeeded_at", TIMESTAMPTZ),
+)
+
+credit_note_number_counters = _table(
+    "credit_note_number_counters",
+    Column("prefix", Text, primary_key=True),
+    Column("year", SmallInteger, primary_key=True),
+    Column("last_value", Integer),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+credit_notes = _table(
+    "credit_notes",
+    Column("id", BigInteger, primary_key=True),
+    Column("number", Text),
+    Column("invoice_id", BigInteger),
+    Column("payment_id", BigInteger),
+    Column("amount", MONEY),
+    Column("currency", CHAR(3)),
+    Column("reason", Text),
+    Column("status", Text),
+    Column("idempotency_key", Text),
+    Column("stripe_refund_id", Text),
+    Column("issued_at", TIMESTAMPTZ),
+    Column("pdf_path", Text),
+    Column("pdf_sha256", CHAR(64)),
+    Column("created_at", TIMESTAMPTZ),
+    Column("updated_at", TIMESTAMPTZ),
+)
+
+payment_ledger = _table(
+    "payment_ledger",
+    Column("id", BigInteger, primary_key=True),
+    Column("organization_id", BigInteger),
+    Column("invoice_id", BigInteger),
+    Column("payment_id", BigInteger),
+    Column("credit_note_id", BigInteger),
+    Column("entry_type", Text),
+    Column("amount", MONEY),
+    Column("currency", CHAR(3)),
+    Column("occurred_at", TIMESTAMPTZ),
+    Column("created_at", TIMESTAMPTZ),
 )
 
 credits = _table(
