@@ -20,7 +20,7 @@ from dagster_billing.resources.smtp import SmtpResource
 
 # Upstream writers of outbox rows, so the lineage shows where events come from. Payments
 # (built in parallel) adds its asset key here when it lands.
-EVENT_SOURCES = [dg.AssetKey("invoices_finalized"), dg.AssetKey("invoices_overdue")]
+EVENT_SOURCES = [dg.AssetKey(k) for k in ("invoices_finalized", "invoices_overdue", "payments")]
 
 # A run gives up waiting for an unreachable broker after this long; the sensor retries.
 MAX_OUTAGE_SECONDS = 60.0

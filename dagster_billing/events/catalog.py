@@ -275,9 +275,11 @@ def payment_failed(
     failed_at: datetime,
     failure_code: str,
     failure_message: str | None = None,
+    decline_code: str | None = None,
     next_attempt_at: datetime | None = None,
 ) -> Event:
-    """A declined or failed charge; `next_attempt_at` when dunning will retry."""
+    """A declined or failed charge (`decline_code` is the issuer's reason when the card
+    was declined); `next_attempt_at` when dunning will retry."""
     return _payment(
         "billing.payment.failed",
         charge,
@@ -286,6 +288,7 @@ def payment_failed(
             "failed_at": failed_at.isoformat(),
             "failure_code": failure_code,
             "failure_message": failure_message,
+            "decline_code": decline_code,
             "next_attempt_at": next_attempt_at.isoformat() if next_attempt_at else None,
         },
     )

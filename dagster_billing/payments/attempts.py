@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, RowMapping
 
-from dagster_billing.events.outbox import Event, write_events
+from dagster_billing.events import catalog as events
+from dagster_billing.events.outbox import write_events
 from dagster_billing.invoicing.lifecycle import mark_paid
 from dagster_billing.payments import PaymentError
 from dagster_billing.payments.dunning import after_failure
@@ -136,27 +137,16 @@ def _locked_payment(conn: Connection, payment_id: int) -> RowMapping:
     )
 
 
-def _event(
-    kind: str, payment: RowMapping, invoice: RowMapping, at: datetime, **extra: Any
-) -> Event:
-    payload = {
-        "payment_id": payment["id"],
-        "invoice_id": invoice["id"],
-        "invoice_number": invoice["number"],
-        "organization_id": invoice["organization_id"],
-        "attempt": payment["attempt"],
-        "provider": payment["provider"],
-        "amount": str(payment["amount"]),
-        "currency": payment["currency"].strip(),
-        **extra,
-    }
-    return Event(
-        f"billing.payment.{kind}",
-        "payment",
-        str(payment["id"]),
-        f"billing.payment.{kind}:{payment['id']}",
-        payload,
-        at,
+def _charge(payment: RowMapping, invoice: RowMapping) -> events.Charge:
+    return events.Charge(
+        payment_id=str(payment["id"]),
+        invoice_id=invoice["id"],
+        invoice_number=invoice["number"],
+        organization_id=invoice["organization_id"],
+        amount=payment["amount"],
+        currency=payment["currency"].strip(),
+        attempt=payment["attempt"],
+        provider=payment["provider"],
     )
 
 
@@ -185,7 +175,7 @@ def record_success(conn: Connection, payment_id: int, at: datetime) -> None:
     )
     if invoice["status"] in ("open", "uncollectible"):
         mark_paid(conn, invoice["number"], at=at)
-    write_events(conn, [_event("succeeded", payment, invoice, at)])
+    write_events(conn, [events.payment_succeeded(_charge(payment, invoice), succeeded_at=at)])
 
 
 def apply_intent(
@@ -276,17 +266,11 @@ def _failed(
     next_retry = (
         after_failure(conn, payment, invoice, now=now, retry_days=retry_days) if dunning else None
     )
-    write_events(
-        conn,
-        [
-            _event(
-                "failed",
-                payment,
-                invoice,
-                now,
-                failure_code=payment["failure_code"],
-                decline_code=payment["decline_code"],
-                next_retry_at=next_retry.isoformat() if next_retry else None,
-            )
-        ],
+    failed = events.payment_failed(
+        _charge(payment, invoice),
+        failed_at=now,
+        failure_code=payment["failure_code"] or "unknown",
+        decline_code=payment["decline_code"],
+        next_attempt_at=next_retry,
     )
+    write_events(conn, [failed])
