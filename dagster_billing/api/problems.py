@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dagster_billing.customers import CustomerError, NotFoundError
 from dagster_billing.customers.entitlements import EntitlementExceededError
 from dagster_billing.invoicing import InvoicingError
+from dagster_billing.payments import PaymentError
 
 MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("dagster_billing.api")
@@ -25,6 +26,7 @@ log = logging.getLogger("dagster_billing.api")
 TITLES = {
     400: "Bad request",
     401: "Unauthorized",
+    402: "Payment required",
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
@@ -34,6 +36,8 @@ TITLES = {
     429: "Too many requests",
     500: "Internal server error",
     501: "Not implemented",
+    502: "Bad gateway",
+    503: "Service unavailable",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -54,6 +58,9 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             },
         },
         "limit": {"type": "string"},
+        "failure_code": {"type": "string"},
+        "decline_code": {"type": "string"},
+        "payment": {"type": "integer"},
     },
 }
 
@@ -93,6 +100,14 @@ def field_problem(field: str, detail: str, status: int = 422) -> Problem:
     return Problem(status, f"{field}: {detail}", errors=[{"field": field, "detail": detail}])
 
 
+def message_problem(message: str, status: int = 422) -> Problem:
+    """A `field: what is wrong` message (PaymentError's shape) as a problem naming the field."""
+    field, sep, detail = message.partition(": ")
+    if not sep or not field or " " in field:
+        return Problem(status, message)
+    return field_problem(field, detail, status)
+
+
 def render(request: Request, problem: Problem) -> JSONResponse:
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -100,7 +115,7 @@ def render(request: Request, problem: Problem) -> JSONResponse:
         "status": problem.status,
         "detail": problem.detail,
         "instance": request.url.path,
-        **problem.extra,
+        **{name: value for name, value in problem.extra.items() if value is not None},
     }
     if problem.errors:
         body["errors"] = problem.errors
@@ -150,6 +165,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InvoicingError)
     async def _invoicing(request: Request, exc: InvoicingError) -> JSONResponse:
         return render(request, Problem(409, str(exc)))
+
+    @app.exception_handler(PaymentError)
+    async def _payment(request: Request, exc: PaymentError) -> JSONResponse:
+        return render(request, message_problem(str(exc)))
 
     @app.middleware("http")
     async def _unexpected(request: Request, call_next):  # type: ignore[no-untyped-def]

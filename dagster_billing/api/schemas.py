@@ -249,8 +249,29 @@ class UpcomingInvoice(BaseModel):
 
 
 class PaymentCreate(Strict):
+    """Charges the organization's default payment method (set by POST /payment-methods)."""
+
     invoice: Annotated[int, Field(ge=1, le=2**63 - 1)]
-    payment_method: Annotated[str, Field(pattern=r"^pm_[A-Za-z0-9_]{1,100}$")] | None = None
+
+
+class Payment(BaseModel):
+    id: int
+    invoice: int
+    invoice_number: str
+    attempt: int
+    provider: str
+    status: str
+    amount: str
+    amount_refunded: str
+    currency: str
+    stripe_payment_intent_id: str | None
+    failure_code: str | None
+    decline_code: str | None
+    failure_message: str | None
+    reference: str | None
+    next_retry_at: datetime | None
+    created_at: datetime
+    succeeded_at: datetime | None
 
 
 class PaymentMethodCreate(Strict):
@@ -258,9 +279,33 @@ class PaymentMethodCreate(Strict):
     stripe_payment_method_id: Annotated[str, Field(pattern=r"^pm_[A-Za-z0-9_]{1,100}$")]
 
 
+class PaymentMethod(BaseModel):
+    id: int
+    organization: str
+    stripe_payment_method_id: str
+    brand: str | None
+    last4: str | None
+    exp_month: int | None
+    exp_year: int | None
+    is_default: bool
+
+
 class RefundCreate(Strict):
+    """Without `amount`, all that is still refundable on the payment's invoice."""
+
     amount: PositiveMoney | None = None
-    reason: Text = ""
+    reason: Name
+
+
+class CreditNote(BaseModel):
+    number: str
+    invoice_number: str
+    payment: int
+    amount: str
+    currency: str
+    reason: str
+    status: str
+    stripe_refund_id: str | None
 
 
 class MetricUsage(BaseModel):

@@ -79,14 +79,15 @@ def test_void_as_finance_returns_the_void_invoice(
     assert again.status_code == 409
 
 
-def test_payments_answer_501_until_the_payments_module_is_wired(
+def test_paying_without_stripe_answers_503_naming_the_setting(
     api: str, tenants: Tenants, invoiced: None
 ) -> None:
     with client(api, tenants.keys["org_member_a"]) as http:
         invoice = http.get("/invoices", params={"limit": 1}).json()["data"][0]
         response = http.post("/payments", json={"invoice": invoice["id"]})
-    assert response.status_code == 501
+    assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["detail"].startswith("STRIPE_ENABLED:")
 
 
 def test_subscription_lifecycle_through_the_api(api: str, tenants: Tenants) -> None:

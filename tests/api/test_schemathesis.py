@@ -40,7 +40,7 @@ def test_the_api_keeps_its_schema(
     case: schemathesis.Case, served: str, tenants: Tenants, role: str
 ) -> None:
     # Valid-looking data may still be refused by the domain (unknown plan: 422, a payment
-    # before the payments module: 501), so only positive_data_acceptance is left out.
+    # without Stripe enabled: 503), so only positive_data_acceptance is left out.
     case.call_and_validate(
         base_url=served,
         headers={"Authorization": f"Bearer {tenants.keys[role]}"},

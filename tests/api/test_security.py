@@ -99,7 +99,13 @@ ENDPOINTS = [
         ("admin", "finance", "org_member"),
     ),
     Endpoint("payment get", "GET", "/payments/{pay}", None, ("admin", "finance", "org_member")),
-    Endpoint("payment refund", "POST", "/payments/{pay}/refund", {}, ("admin", "finance")),
+    Endpoint(
+        "payment refund",
+        "POST",
+        "/payments/{pay}/refund",
+        {"reason": "test"},
+        ("admin", "finance"),
+    ),
     Endpoint(
         "payment method add",
         "POST",
