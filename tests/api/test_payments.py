@@ -94,7 +94,10 @@ def test_a_declined_card_answers_402_with_the_failure_code(
     with client(stripe_api, tenants.keys["admin"]) as http:
         method = http.post(
             "/payment-methods",
-            json={"organization": "org-b", "stripe_payment_method_id": "pm_card_chargeCustomerFail"},
+            json={
+                "organization": "org-b",
+                "stripe_payment_method_id": "pm_card_chargeCustomerFail",
+            },
         )
         declined = http.post("/payments", json={"invoice": invoice_id})
         problem = declined.json()
@@ -131,7 +134,8 @@ def test_refund_part_of_a_payment_issues_a_credit_note(
     assert refunded.status_code == 201, refunded.text
     note = refunded.json()
     assert note["number"].startswith("CN-") and note["status"] == "succeeded"
-    assert (note["amount"], note["payment"], note["reason"]) == ("10.000000", payment_id, "goodwill")
+    assert (note["amount"], note["payment"]) == ("10.000000", payment_id)
+    assert note["reason"] == "goodwill"
     assert note["stripe_refund_id"].startswith("re_")
     assert too_much.status_code == 422 and too_much.json()["errors"][0]["field"] == "amount"
     assert (payment["status"], payment["amount_refunded"]) == ("succeeded", "10.000000")
