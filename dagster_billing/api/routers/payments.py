@@ -258,14 +258,7 @@ def refund_payment(
         # `refund: ...`: Stripe refused it or did not answer (the credit note says which)
         raise message_problem(str(exc), 502 if str(exc).startswith("refund:") else 422) from None
     return schemas.CreditNote(
-        number=note.number,
-        invoice_number=note.invoice_number,
-        payment=note.payment_id,
-        amount=text(note.amount) or "0",
-        currency=note.currency,
-        reason=note.reason,
-        status=note.status,
-        stripe_refund_id=note.stripe_refund_id,
+        **{**asdict(note), "payment": note.payment_id, "amount": text(note.amount)}
     )
 
 
@@ -290,13 +283,5 @@ def create_payment_method(
             payment_method_id=body.stripe_payment_method_id,
             make_default=True,
         )
-    return schemas.PaymentMethod(
-        id=record.id,
-        organization=body.organization,
-        stripe_payment_method_id=record.stripe_payment_method_id,
-        brand=record.brand,
-        last4=record.last4,
-        exp_month=record.exp_month,
-        exp_year=record.exp_year,
-        is_default=record.is_default,
-    )
+    # the record's organization_id is the internal one; callers know the external id
+    return schemas.PaymentMethod(**{**asdict(record), "organization": body.organization})
