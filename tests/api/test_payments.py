@@ -209,3 +209,17 @@ def test_without_stripe_payments_answer_503_naming_the_setting(
     for response in (pay, method):
         assert response.status_code == 503, response.text
         assert "STRIPE_ENABLED" in response.json()["detail"]
+
+
+def test_a_card_declined_on_attach_answers_402(stripe_api: str, tenants: Tenants) -> None:
+    with client(stripe_api, tenants.keys["org_member_a"]) as http:
+        response = http.post(
+            "/payment-methods",
+            json={
+                "organization": "org-a",
+                "stripe_payment_method_id": "pm_card_visa_chargeDeclined",
+            },
+        )
+    assert response.status_code == 402, response.text
+    assert response.json()["failure_code"] == "card_declined"
+    assert response.json()["errors"][0]["field"] == "stripe_payment_method_id"
