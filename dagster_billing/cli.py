@@ -181,7 +181,7 @@ def audit_verify(
 ) -> None:
     """Recompute the audit log's hash chain and compare its head with the latest
     checkpoint (or --checkpoint); exit 1 at the first broken link or a cut end."""
-    from dagster_billing.assets.audit import latest_checkpoint
+    from dagster_billing.assets.audit import latest_checkpoint, warehouse_name
     from dagster_billing.warehouse.audit import Checkpoint, verify_chain
 
     if checkpoint is not None:
@@ -192,8 +192,8 @@ def audit_verify(
         engine = _engine()
     else:
         engine, instance = _engine_and_instance()
-        with instance:
-            head = latest_checkpoint(instance)
+        with engine.connect() as conn, instance:
+            head = latest_checkpoint(instance, warehouse_name(conn))
     with engine.connect() as conn:
         report = verify_chain(conn, head)
     if not report.ok:
@@ -215,14 +215,15 @@ def audit_verify(
 def audit_checkpoint() -> None:
     """Record the audit chain's head in the Dagster instance and print it (ID:HASH)
     for an operator to keep: `billing audit verify` then detects rows cut from the end."""
-    from dagster_billing.assets.audit import record_checkpoint
+    from dagster_billing.assets.audit import record_checkpoint, warehouse_name
     from dagster_billing.warehouse.audit import chain_head
 
     engine, instance = _engine_and_instance()
     with engine.begin() as conn:
         head = chain_head(conn)
+        name = warehouse_name(conn)
     with instance:
-        record_checkpoint(instance, head)
+        record_checkpoint(instance, head, name)
     typer.echo(f"audit checkpoint {head} ({head.rows} rows)")
 
 

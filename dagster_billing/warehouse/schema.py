@@ -439,6 +439,7 @@ outbox = _table(
     Column("last_error", Text),
     Column("notified_at", TIMESTAMPTZ),
     Column("webhooks_at", TIMESTAMPTZ),
+    Column("created_at", TIMESTAMPTZ),
 )
 
 stripe_webhook_events = _table(

@@ -150,7 +150,10 @@ def test_the_checks_find_a_double_payment_and_a_paid_invoice_without_one(
     unpaid = open_invoice(None)
     with engine.begin() as conn:
         conn.execute(
-            sa.text("update dictamesh_billing_invoices set status = 'paid' where id = :i"),
+            sa.text(
+                "update dictamesh_billing_invoices set status = 'paid', paid_at = now()"
+                " where id = :i"
+            ),
             {"i": unpaid.id},
         )
     with engine.connect() as conn:
