@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from dagster_billing.catalog import load_catalog
 from dagster_billing.catalog.sync import sync_catalog
+from dagster_billing.finance.report import finance_summary
 from dagster_billing.partitions import daily_partitions, partition_range_tags
 from dagster_billing.settings import PROJECT_ROOT, Settings
 from dagster_billing.warehouse import audit, migrate, schema
@@ -270,6 +271,7 @@ def materialize_all(settings: Settings, env: dict[str, str], engine: Engine) -> 
     """Run every asset for the demo period, in a persistent instance so `make dev` shows
     the runs: the unpartitioned ones, then the daily ones as one run over the billing
     dates Oct 1 .. Nov 1 (what a single-run backfill does)."""
+    from dagster_billing.assets.finance import finance_dbt_models
     from dagster_billing.definitions import build_resources, defs
 
     os.environ.update(env)
@@ -298,6 +300,15 @@ def materialize_all(settings: Settings, env: dict[str, str], engine: Engine) -> 
             instance=instance,
             resources=resources,
             tags=partition_range_tags(DEMO_PERIOD_START.date().isoformat(), last_day),
+            raise_on_error=True,
+        )
+    )
+    # the finance marts read the invoices just finalized
+    results.append(
+        dg.materialize(
+            [finance_dbt_models],
+            instance=instance,
+            resources=resources,
             raise_on_error=True,
         )
     )
@@ -400,6 +411,7 @@ def _summary(engine: Engine, warehouse: Warehouse) -> list[str]:
     lines.append(f"audit log: {chain.rows} rows, chain {'intact' if chain.ok else 'BROKEN'}")
     with engine.connect() as conn:
         lines.extend(_invoice_table(conn))
+        lines.extend(finance_summary(conn))
     return lines
 
 

@@ -1,6 +1,7 @@
 {{ config(tags=['billing_daily']) }}
--- Billed revenue (draft invoice lines, before discounts and tax) per plan, calendar
--- month of the billing date, and currency, with the USD equivalent for reporting.
+-- DRAFTS: what the draft invoices (fct_invoices, rebuilt every run) would bill, before
+-- discounts and tax, per plan, calendar month of the billing date, and currency, with
+-- the USD equivalent. A forecast for review; issued revenue is fct_revenue_by_plan_month.
 with lines as (
     select * from {{ ref('fct_invoice_line_items') }}
 ),
