@@ -138,6 +138,55 @@ def simulate(
     typer.echo(json.dumps(result, indent=2) if as_json else sim.render_table(result))
 
 
+@app.command("rerate")
+@one_line_errors
+def rerate(
+    catalog: Path = typer.Option(..., "--catalog", help="The corrected catalog file."),
+    start: str = typer.Option(..., "--from", help="First billing date (YYYY-MM-DD, UTC)."),
+    end: str = typer.Option(..., "--to", help="End of the window, exclusive (YYYY-MM-DD)."),
+    organization: str | None = typer.Option(None, "--org", help="One organization only."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    do_apply: bool = typer.Option(
+        False, "--apply", help="Write the differences as adjustments for the next invoices."
+    ),
+) -> None:
+    """Rate issued invoices of [--from, --to) again under a corrected catalog and print
+    the difference per invoice; --apply puts it on each subscription's next invoice."""
+    import json
+
+    from dagster_billing.finance import rerate as rr
+    from dagster_billing.warehouse.database import connect
+
+    try:
+        window = rr.parse_day(start, "--from"), rr.parse_day(end, "--to")
+        rr.check_window(*window)
+    except rr.RerateError as exc:
+        raise ConfigError(str(exc)) from None
+    corrected = rr.load_corrected_catalog(catalog)
+    settings = get_settings()
+    warehouse, engine = connect(settings)
+    try:
+        result = rr.diff(engine, warehouse, settings, corrected, *window, organization)
+        applied = None
+        if do_apply:
+            with engine.begin() as conn:
+                applied = rr.apply(conn, result, actor="cli")
+    except rr.RerateError as exc:
+        raise ConfigError(str(exc)) from None
+    if as_json:
+        out = result.as_json()
+        if applied is not None:
+            out["applied"] = {"new": applied.applied, "already_applied": applied.already_applied}
+        typer.echo(json.dumps(out, indent=2))
+        return
+    typer.echo(rr.render_table(result))
+    if applied is not None:
+        typer.echo(
+            f"applied: {applied.applied} adjustment(s) for the next invoices,"
+            f" {applied.already_applied} already applied before"
+        )
+
+
 @usage_app.command("import")
 @one_line_errors
 def usage_import(

@@ -1,5 +1,5 @@
 -- Every draft line in RATE_CARD.md order (fee, seats, proration, overage, then usage
--- corrections of finalized invoices), each rounded
+-- and price corrections of finalized invoices), each rounded
 -- half up (away from zero) to its currency's minor unit (step 5; JPY has none).
 with schedule as (
     select * from {{ ref('int_invoice_schedule') }}
@@ -35,6 +35,8 @@ overage as (
 
 adjustments as (
     select * from {{ ref('int_invoice_lines_adjustment') }}
+    union all
+    select * from {{ ref('int_invoice_lines_rerate') }}
 ),
 
 lines as (
