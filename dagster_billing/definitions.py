@@ -3,7 +3,7 @@
 import dagster as dg
 
 from dagster_billing.assets.catalog import billing_catalog
-from dagster_billing.assets.finance import finance_dbt_models
+from dagster_billing.assets.finance import finance_dbt_models, rerate_diff, rerate_job
 from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.assets.usage import usage_daily, usage_hourly
@@ -49,9 +49,10 @@ defs = dg.Definitions(
         billing_invoice_models,
         *invoicing_assets,
         finance_dbt_models,
+        rerate_diff,
     ],
     asset_checks=invoicing_checks,
-    jobs=jobs,
+    jobs=[*jobs, rerate_job],
     schedules=schedules,
     sensors=sensors,
     resources=build_resources(get_settings()),
