@@ -155,8 +155,12 @@ def test_recognition_and_deferred_balance_by_hand(engine: Engine, built) -> None
 
 def test_finance_dbt_unit_tests_pass(warehouse: Warehouse) -> None:
     env = {**os.environ, **dbt_env(warehouse, "analytics")}
-    models = ["fct_mrr_movements", "fct_mrr", "fct_revenue_by_plan_month"]
-    models.append("fct_revenue_recognition")
+    models = (
+        "fct_mrr_movements",
+        "fct_mrr",
+        "fct_revenue_by_plan_month",
+        "fct_revenue_recognition",
+    )
     selection = [f"{model},test_type:unit" for model in models]
     result = subprocess.run(
         [DBT_EXECUTABLE, "test", "--select", *selection, "--profiles-dir", str(DBT_PROFILES_DIR)],
