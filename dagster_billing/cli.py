@@ -187,6 +187,59 @@ def rerate(
         )
 
 
+@app.command("export")
+@one_line_errors
+def export(
+    mart: str = typer.Argument(..., help="A finance mart, e.g. fct_revenue_recognition."),
+    out: Path = typer.Option(..., "-o", "--output", help="FILE.csv, FILE.xlsx or FILE.parquet."),
+    month: str | None = typer.Option(None, "--month", help="Only this month (YYYY-MM)."),
+) -> None:
+    """Export a finance mart for the month-end close (pandas; exact decimals in CSV and
+    Parquet)."""
+    from dagster_billing.finance.export import ExportError, check_request, export_mart, parse_month
+
+    try:
+        check_request(mart, out)
+        first = parse_month(month)
+        with _engine().connect() as conn:
+            rows = export_mart(conn, mart, out, first)
+    except ExportError as exc:
+        raise ConfigError(str(exc)) from None
+    typer.echo(f"{rows} rows of {mart} written to {out}")
+
+
+@app.command("docs")
+@one_line_errors
+def docs(
+    port: int = typer.Option(8580, "--port", help="Port of the documentation site."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve after generating."),
+) -> None:
+    """Generate the dbt documentation site (models, columns, tests, lineage, exposures)
+    from the warehouse and serve it on 127.0.0.1:PORT until interrupted."""
+    from dagster_billing.dbt_project import DBT_EXECUTABLE, DBT_PROFILES_DIR
+    from dagster_billing.resources.warehouse import dbt_env
+    from dagster_billing.warehouse.database import connect
+
+    warehouse, _ = connect(get_settings())
+    target = PROJECT_ROOT / "target" / "docs"
+    common = ["--profiles-dir", str(DBT_PROFILES_DIR), "--target-path", str(target)]
+    env = {**os.environ, **dbt_env(warehouse, "analytics")}
+    generated = subprocess.run(
+        [DBT_EXECUTABLE, "docs", "generate", "--quiet", *common], cwd=PROJECT_ROOT, env=env
+    )
+    if generated.returncode != 0:
+        raise ConfigError("dbt docs generate failed (its output is above)")
+    typer.echo(f"documentation generated in {target}")
+    if serve:
+        typer.echo(f"serving http://127.0.0.1:{port} (Ctrl-C stops)")
+        address = ["--host", "127.0.0.1", "--port", str(port), "--no-browser"]
+        subprocess.run(
+            [DBT_EXECUTABLE, "docs", "serve", *common, *address],
+            cwd=PROJECT_ROOT,
+            env=env,
+        )
+
+
 @usage_app.command("import")
 @one_line_errors
 def usage_import(

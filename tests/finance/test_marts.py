@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from openpyxl import load_workbook
 from sqlalchemy.engine import Engine
 
 from dagster_billing.assets.finance import finance_dbt_models
@@ -26,6 +33,8 @@ from dagster_billing.resources import WarehouseResource
 from dagster_billing.resources.warehouse import dbt_env
 from dagster_billing.settings import PROJECT_ROOT, load_settings
 from dagster_billing.warehouse.database import Warehouse
+from tests.conftest import free_port
+from tests.test_cli import BILLING, billing
 
 FINANCE_UNIT_TESTS = {
     "test_mrr_movements_each_type_on_its_effective_date",
@@ -172,3 +181,74 @@ def test_finance_dbt_unit_tests_pass(warehouse: Warehouse) -> None:
     assert result.returncode == 0, result.stdout[-4000:]
     passed = set(re.findall(r"PASS \w+::(\w+)", result.stdout))
     assert passed == FINANCE_UNIT_TESTS
+
+
+def test_export_writes_the_month_exactly_as_csv_xlsx_and_parquet(
+    warehouse: Warehouse, built, tmp_path: Path
+) -> None:
+    """The October close: deferred revenue 4,757.59 USD, recognized 331.41."""
+    dsn = warehouse.libpq_url()
+    for suffix in ("csv", "xlsx", "parquet"):
+        out = tmp_path / f"deferred.{suffix}"
+        result = billing(
+            "export", "fct_deferred_revenue", "--month", "2026-10", "-o", str(out), dsn=dsn
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"1 rows of fct_deferred_revenue written to {out}"
+    csv = (tmp_path / "deferred.csv").read_text().splitlines()
+    assert csv[1].startswith("2026-10-01,2026-10-31,USD,4757.590000,331.410000,")
+    table = pq.read_table(tmp_path / "deferred.parquet")
+    assert pa.types.is_decimal(table.schema.field("deferred_balance").type)
+    assert table.column("deferred_balance").to_pylist() == [Decimal("4757.59")]
+    sheet = load_workbook(tmp_path / "deferred.xlsx").active
+    assert [cell.value for cell in sheet[1]][:4] == [
+        "month",
+        "month_end",
+        "currency",
+        "deferred_balance",
+    ]
+    assert sheet["D2"].value == pytest.approx(4757.59)
+
+
+def test_export_refuses_bad_input_with_one_line(warehouse: Warehouse, tmp_path: Path) -> None:
+    dsn = warehouse.libpq_url()
+    cases = {
+        ("fct_nope", "-o", "x.csv"): "error: MART: unknown mart 'fct_nope'",
+        ("fct_mrr", "-o", "x.txt"): "error: -o: the file must end in",
+        ("fct_mrr", "--month", "2026-13", "-o", "x.csv"): "error: --month: expected YYYY-MM",
+    }
+    for args, message in cases.items():
+        result = billing("export", *args, dsn=dsn)
+        assert result.returncode == 2
+        assert result.stderr.strip().startswith(message) and "\n" not in result.stderr.strip()
+
+
+def test_docs_generate_the_site_with_the_marts_and_exposures_and_serve_it(
+    warehouse: Warehouse, built
+) -> None:
+    port = free_port()
+    environ = {**os.environ, "BILLING_DATABASE_DSN": warehouse.libpq_url()}
+    server = subprocess.Popen(
+        [BILLING, "docs", "--port", str(port)],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        page = None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(1)
+        assert page is not None and page.status_code == 200, server.poll()
+        catalog = httpx.get(f"http://127.0.0.1:{port}/catalog.json", timeout=5).json()
+        manifest = httpx.get(f"http://127.0.0.1:{port}/manifest.json", timeout=5).json()
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=30)
+    assert "model.dictamesh_billing.fct_revenue_recognition" in catalog["nodes"]
+    assert "exposure.dictamesh_billing.finance_month_close" in manifest["exposures"]
