@@ -59,8 +59,8 @@ timeline as (
     left join state_mrr
         on
             instants.organization_id = state_mrr.organization_id
-            and state_mrr.valid_from <= instants.effective_at
-            and state_mrr.valid_to > instants.effective_at
+            and instants.effective_at >= state_mrr.valid_from
+            and instants.effective_at < state_mrr.valid_to
     group by instants.organization_id, instants.effective_at
 ),
 

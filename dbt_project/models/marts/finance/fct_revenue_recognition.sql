@@ -53,31 +53,8 @@ line_months as (
 cumulative as (
     select
         line_months.*,
-        {% for edge in ['month_start', 'month_end'] %}
-            case
-                when line_months.voided_at < line_months.{{ edge }} then 0
-                when line_months.period_seconds <= 0
-                    then case
-                        when line_months.{{ edge }} > line_months.service_start
-                            then line_months.amount
-                        else 0
-                    end
-                else round(
-                    line_months.amount
-                    * least(
-                        greatest(
-                            extract(
-                                epoch from line_months.{{ edge }} - line_months.service_start
-                            ),
-                            0
-                        ),
-                        line_months.period_seconds
-                    )
-                    / line_months.period_seconds,
-                    line_months.minor_units
-                )
-            end as recognized_to_{{ edge }}{{ ',' if not loop.last }}
-        {% endfor %}
+        {{ recognized_through('line_months', 'month_start') }} as recognized_to_month_start,
+        {{ recognized_through('line_months', 'month_end') }} as recognized_to_month_end
     from line_months
 ),
 
