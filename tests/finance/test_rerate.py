@@ -14,17 +14,16 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from dagster_billing.assets.finance import rerate_diff
-from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
+from dagster_billing.assets.rating import billing_dbt_models
 from dagster_billing.catalog import DEFAULT_CATALOG, load_catalog
 from dagster_billing.cli import app
 from dagster_billing.definitions import build_resources
 from dagster_billing.finance import rerate as rr
-from dagster_billing.invoicing.finalize import finalize_window
-from dagster_billing.partitions import partition_range_tags
 from dagster_billing.resources import WarehouseResource
 from dagster_billing.settings import load_settings
 from dagster_billing.usage.importer import import_usage
 from dagster_billing.warehouse.database import Warehouse
+from tests.rating.test_late_usage import _finalize, _rate
 
 OCT, NOV, DEC = (datetime(2026, m, 1, tzinfo=UTC) for m in (10, 11, 12))
 JAN = datetime(2027, 1, 1, tzinfo=UTC)
@@ -42,16 +41,6 @@ def _fixed_catalog(tmp_path: Path) -> Path:
     path = tmp_path / "fixed.yaml"
     path.write_text(fixed)
     return path
-
-
-def _rate(resources: dict, first_day: str, last_day: str) -> None:
-    tags = partition_range_tags(first_day, last_day)
-    assert dg.materialize([billing_invoice_models], resources=resources, tags=tags).success
-
-
-def _finalize(engine: Engine, start: datetime, end: datetime) -> None:
-    with engine.begin() as conn:
-        finalize_window(conn, start, end, prefix="INV-", due_days=30)
 
 
 def _lines(engine: Engine, key: str) -> list[tuple[str, Decimal, str | None, str]]:

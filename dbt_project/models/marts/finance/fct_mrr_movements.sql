@@ -16,10 +16,6 @@ organizations as (
     select * from {{ ref('stg_billing__organizations') }}
 ),
 
-fx_rates as (
-    select * from {{ ref('stg_billing__fx_rates') }}
-),
-
 state_mrr as (
     select
         subscriptions.organization_id,
@@ -113,15 +109,7 @@ final as (
         round(movements.amount * rate.usd_per_unit, 6)::numeric(20, 6) as amount_usd,
         rate.usd_per_unit
     from movements
-    left join lateral (
-        select fx_rates.usd_per_unit
-        from fx_rates
-        where
-            fx_rates.currency = movements.currency
-            and fx_rates.valid_from <= (movements.effective_at at time zone 'UTC')::date
-        order by fx_rates.valid_from desc
-        limit 1
-    ) as rate on true
+    {{ reporting_rate('movements.currency', 'movements.effective_at') }}
 )
 
 select * from final

@@ -8,10 +8,6 @@ with issued as (
     select * from {{ ref('fct_issued_invoice_lines') }}
 ),
 
-fx_rates as (
-    select * from {{ ref('stg_billing__fx_rates') }}
-),
-
 entries as (
     select
         plan_id,
@@ -46,15 +42,7 @@ final as (
         sum(entries.amount)::numeric(20, 6) as revenue,
         round(sum(entries.amount) * max(rate.usd_per_unit), 6)::numeric(20, 6) as revenue_usd
     from entries
-    left join lateral (
-        select fx_rates.usd_per_unit
-        from fx_rates
-        where
-            fx_rates.currency = entries.currency
-            and fx_rates.valid_from <= (entries.month_start at time zone 'UTC')::date
-        order by fx_rates.valid_from desc
-        limit 1
-    ) as rate on true
+    {{ reporting_rate('entries.currency', 'entries.month_start') }}
     group by entries.plan_id, entries.month_start, entries.currency
 )
 
