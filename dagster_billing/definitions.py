@@ -3,7 +3,7 @@
 import dagster as dg
 
 from dagster_billing.assets.catalog import billing_catalog
-from dagster_billing.assets.finance import finance_dbt_models, rerate_diff, rerate_job
+from dagster_billing.assets.finance import finance_dbt_models, rerate_diff
 from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.assets.usage import usage_daily, usage_hourly
@@ -17,6 +17,7 @@ from dagster_billing.resources import (
     WarehouseResource,
 )
 from dagster_billing.schedules import jobs, schedules
+from dagster_billing.schedules.finance import finance_jobs, finance_schedules
 from dagster_billing.sensors import sensors
 from dagster_billing.settings import Settings, get_settings
 
@@ -52,8 +53,8 @@ defs = dg.Definitions(
         rerate_diff,
     ],
     asset_checks=invoicing_checks,
-    jobs=[*jobs, rerate_job],
-    schedules=schedules,
+    jobs=[*jobs, *finance_jobs],
+    schedules=[*schedules, *finance_schedules],
     sensors=sensors,
     resources=build_resources(get_settings()),
 )
