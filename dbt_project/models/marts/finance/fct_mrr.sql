@@ -8,6 +8,8 @@ with movements as (
     select * from {{ ref('fct_mrr_movements') }}
 ),
 
+-- months run on to the current one (var mrr_as_of, an SQL timestamp, pins "now" in the
+-- unit test)
 bounds as (
     select
         organization_id,
