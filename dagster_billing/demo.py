@@ -271,7 +271,7 @@ def materialize_all(settings: Settings, env: dict[str, str], engine: Engine) -> 
     """Run every asset for the demo period, in a persistent instance so `make dev` shows
     the runs: the unpartitioned ones, then the daily ones as one run over the billing
     dates Oct 1 .. Nov 1 (what a single-run backfill does)."""
-    from dagster_billing.assets.finance import finance_dbt_models
+    from dagster_billing.assets.finance import finance_dbt_models, rerate_diff
     from dagster_billing.definitions import build_resources, defs
 
     os.environ.update(env)
@@ -284,7 +284,8 @@ def materialize_all(settings: Settings, env: dict[str, str], engine: Engine) -> 
     resources = build_resources(settings)
     results = [
         dg.materialize(
-            [a for a in assets if a.partitions_def is None],
+            # rerate_diff is a review run on request, with its own config
+            [a for a in assets if a.partitions_def is None and a is not rerate_diff],
             instance=instance,
             resources=resources,
             run_config=run_config,
