@@ -284,8 +284,12 @@ def materialize_all(settings: Settings, env: dict[str, str], engine: Engine) -> 
     resources = build_resources(settings)
     results = [
         dg.materialize(
-            # rerate_diff is a review run on request, with its own config
-            [a for a in assets if a.partitions_def is None and a is not rerate_diff],
+            # finance reads the finalized invoices (last step); rerate_diff runs on request
+            [
+                a
+                for a in assets
+                if a.partitions_def is None and a not in (finance_dbt_models, rerate_diff)
+            ],
             instance=instance,
             resources=resources,
             run_config=run_config,
