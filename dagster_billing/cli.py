@@ -181,7 +181,7 @@ def audit_verify(
 ) -> None:
     """Recompute the audit log's hash chain and compare its head with the latest
     checkpoint (or --checkpoint); exit 1 at the first broken link or a cut end."""
-    from dagster_billing.assets.audit import latest_checkpoint
+    from dagster_billing.assets.audit import latest_checkpoint, warehouse_name
     from dagster_billing.warehouse.audit import Checkpoint, verify_chain
 
     if checkpoint is not None:
@@ -192,8 +192,8 @@ def audit_verify(
         engine = _engine()
     else:
         engine, instance = _engine_and_instance()
-        with instance:
-            head = latest_checkpoint(instance)
+        with engine.connect() as conn, instance:
+            head = latest_checkpoint(instance, warehouse_name(conn))
     with engine.connect() as conn:
         report = verify_chain(conn, head)
     if not report.ok:
@@ -215,14 +215,15 @@ def audit_verify(
 def audit_checkpoint() -> None:
     """Record the audit chain's head in the Dagster instance and print it (ID:HASH)
     for an operator to keep: `billing audit verify` then detects rows cut from the end."""
-    from dagster_billing.assets.audit import record_checkpoint
+    from dagster_billing.assets.audit import record_checkpoint, warehouse_name
     from dagster_billing.warehouse.audit import chain_head
 
     engine, instance = _engine_and_instance()
     with engine.begin() as conn:
         head = chain_head(conn)
+        name = warehouse_name(conn)
     with instance:
-        record_checkpoint(instance, head)
+        record_checkpoint(instance, head, name)
     typer.echo(f"audit checkpoint {head} ({head.rows} rows)")
 
 
@@ -270,6 +271,108 @@ def simulate(
         _prepare_embedded(engine)
     result = sim.bill(engine, warehouse, settings, raw)
     typer.echo(json.dumps(result, indent=2) if as_json else sim.render_table(result))
+
+
+@app.command("rerate")
+@one_line_errors
+def rerate(
+    catalog: Path = typer.Option(..., "--catalog", help="The corrected catalog file."),
+    start: str = typer.Option(..., "--from", help="First billing date (YYYY-MM-DD, UTC)."),
+    end: str = typer.Option(..., "--to", help="End of the window, exclusive (YYYY-MM-DD)."),
+    organization: str | None = typer.Option(None, "--org", help="One organization only."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    do_apply: bool = typer.Option(
+        False, "--apply", help="Write the differences as adjustments for the next invoices."
+    ),
+) -> None:
+    """Rate issued invoices of [--from, --to) again under a corrected catalog and print
+    the difference per invoice; --apply puts it on each subscription's next invoice."""
+    import json
+
+    from dagster_billing.finance import rerate as rr
+    from dagster_billing.warehouse.database import connect
+
+    try:
+        window = rr.parse_day(start, "--from"), rr.parse_day(end, "--to")
+        rr.check_window(*window)
+    except rr.RerateError as exc:
+        raise ConfigError(str(exc)) from None
+    corrected = rr.load_corrected_catalog(catalog)
+    settings = get_settings()
+    warehouse, engine = connect(settings)
+    try:
+        result = rr.diff(engine, warehouse, settings, corrected, *window, organization)
+        applied = None
+        if do_apply:
+            with engine.begin() as conn:
+                applied = rr.apply(conn, result, actor="cli")
+    except rr.RerateError as exc:
+        raise ConfigError(str(exc)) from None
+    if as_json:
+        out = result.as_json()
+        if applied is not None:
+            out["applied"] = {"new": applied.applied, "already_applied": applied.already_applied}
+        typer.echo(json.dumps(out, indent=2))
+        return
+    typer.echo(rr.render_table(result))
+    if applied is not None:
+        typer.echo(
+            f"applied: {applied.applied} adjustment(s) for the next invoices,"
+            f" {applied.already_applied} already applied before"
+        )
+
+
+@app.command("export")
+@one_line_errors
+def export(
+    mart: str = typer.Argument(..., help="A finance mart, e.g. fct_revenue_recognition."),
+    out: Path = typer.Option(..., "-o", "--output", help="FILE.csv, FILE.xlsx or FILE.parquet."),
+    month: str | None = typer.Option(None, "--month", help="Only this month (YYYY-MM)."),
+) -> None:
+    """Export a finance mart for the month-end close (pandas; exact decimals in CSV and
+    Parquet)."""
+    from dagster_billing.finance.export import ExportError, check_request, export_mart, parse_month
+
+    try:
+        check_request(mart, out)
+        first = parse_month(month)
+        with _engine().connect() as conn:
+            rows = export_mart(conn, mart, out, first)
+    except ExportError as exc:
+        raise ConfigError(str(exc)) from None
+    typer.echo(f"{rows} rows of {mart} written to {out}")
+
+
+@app.command("docs")
+@one_line_errors
+def docs(
+    port: int = typer.Option(8580, "--port", help="Port of the documentation site."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve after generating."),
+) -> None:
+    """Generate the dbt documentation site (models, columns, tests, lineage, exposures)
+    from the warehouse and serve it on 127.0.0.1:PORT until interrupted."""
+    from dagster_billing.dbt_project import DBT_EXECUTABLE, DBT_PROFILES_DIR
+    from dagster_billing.resources.warehouse import dbt_env
+    from dagster_billing.warehouse.database import connect
+
+    warehouse, _ = connect(get_settings())
+    target = PROJECT_ROOT / "target" / "docs"
+    common = ["--profiles-dir", str(DBT_PROFILES_DIR), "--target-path", str(target)]
+    env = {**os.environ, **dbt_env(warehouse, "analytics")}
+    generated = subprocess.run(
+        [DBT_EXECUTABLE, "docs", "generate", "--quiet", *common], cwd=PROJECT_ROOT, env=env
+    )
+    if generated.returncode != 0:
+        raise ConfigError("dbt docs generate failed (its output is above)")
+    typer.echo(f"documentation generated in {target}")
+    if serve:
+        typer.echo(f"serving http://127.0.0.1:{port} (Ctrl-C stops)")
+        address = ["--host", "127.0.0.1", "--port", str(port), "--no-browser"]
+        subprocess.run(
+            [DBT_EXECUTABLE, "docs", "serve", *common, *address],
+            cwd=PROJECT_ROOT,
+            env=env,
+        )
 
 
 @usage_app.command("import")

@@ -14,6 +14,7 @@ from dagster_billing.assets.events import (
     events_schedules,
     events_sensors,
 )
+from dagster_billing.assets.finance import finance_dbt_models, rerate_diff
 from dagster_billing.assets.invoicing import invoicing_assets, invoicing_checks
 from dagster_billing.assets.payments import payments_assets, payments_checks
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
@@ -33,6 +34,7 @@ from dagster_billing.resources.notifications import NotificationsResource
 from dagster_billing.resources.smtp import SmtpResource
 from dagster_billing.resources.stripe import StripeResource
 from dagster_billing.schedules import jobs, schedules
+from dagster_billing.schedules.finance import finance_jobs, finance_schedules
 from dagster_billing.sensors import sensors
 from dagster_billing.sensors.payments import payments_job, payments_sensors
 from dagster_billing.settings import Settings, get_settings
@@ -78,10 +80,12 @@ defs = dg.Definitions(
         *events_assets,
         audit_checkpoint,
         *payments_assets,
+        finance_dbt_models,
+        rerate_diff,
     ],
     asset_checks=[*invoicing_checks, *payments_checks],
-    jobs=[*jobs, *events_jobs, audit_checkpoint_job, payments_job],
-    schedules=[*schedules, *events_schedules, audit_checkpoint_schedule],
+    jobs=[*jobs, *events_jobs, audit_checkpoint_job, payments_job, *finance_jobs],
+    schedules=[*schedules, *events_schedules, audit_checkpoint_schedule, *finance_schedules],
     sensors=[*sensors, *events_sensors, *payments_sensors],
     resources=build_resources(get_settings()),
 )

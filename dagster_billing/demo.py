@@ -25,6 +25,7 @@ from dagster_billing import customers
 from dagster_billing.catalog import load_catalog
 from dagster_billing.catalog.sync import sync_catalog
 from dagster_billing.demo_output import Stages
+from dagster_billing.finance.report import finance_summary
 from dagster_billing.partitions import daily_partitions, partition_range_tags
 from dagster_billing.settings import PROJECT_ROOT, Settings
 from dagster_billing.warehouse import migrate, schema
@@ -276,6 +277,8 @@ def materialize_all(
     """Run every asset for the demo period, in a persistent instance so `make dev` shows
     the runs: the unpartitioned ones, then the daily ones as one run over the billing
     dates Oct 1 .. Nov 1 (what a single-run backfill does)."""
+    from dagster_billing.assets.finance import finance_dbt_models, rerate_diff
+
     stages = stage or Stages(echo=lambda _: None, log_path=None)
     with stages.stage("definitions") as done:  # importing them warns (beta parameters)
         from dagster_billing.definitions import build_resources, defs
@@ -286,7 +289,10 @@ def materialize_all(
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
     run_config = {"ops": {"usage_partitions": {"config": {"as_of": DEMO_AS_OF.isoformat()}}}}
     resources = build_resources(settings)
-    unpartitioned = [a for a in assets if a.partitions_def is None]
+    # finance reads the finalized invoices (its own stage below); rerate_diff runs on request
+    unpartitioned = [
+        a for a in assets if a.partitions_def is None and a not in (finance_dbt_models, rerate_diff)
+    ]
     with stages.stage("unpartitioned assets", steps=len(unpartitioned)) as done:
         results = [
             dg.materialize(
@@ -315,6 +321,13 @@ def materialize_all(
             )
         )
         done(f"{len(results[1].get_asset_materialization_events())} materializations")
+    with stages.stage("finance marts", steps=1) as done:
+        results.append(
+            dg.materialize(
+                [finance_dbt_models], instance=instance, resources=resources, raise_on_error=True
+            )
+        )
+        done(f"{len(results[2].get_asset_materialization_events())} materializations")
     return sorted(
         {
             e.asset_key.to_user_string()
@@ -414,6 +427,7 @@ def _summary(engine: Engine, warehouse: Warehouse) -> list[str]:
     lines.append(f"audit log: {chain.rows} rows, chain {'intact' if chain.ok else 'BROKEN'}")
     with engine.connect() as conn:
         lines.extend(_invoice_table(conn))
+        lines.extend(finance_summary(conn))
     return lines
 
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from dagster_dbt import DbtCliResource
 from sqlalchemy.engine import Engine
 
+from dagster_billing.assets.finance import finance_dbt_models
 from dagster_billing.assets.rating import billing_dbt_models, billing_invoice_models
 from dagster_billing.dbt_project import (
     DBT_EXECUTABLE,
@@ -77,6 +78,8 @@ def test_invoice_models_unit_tests_and_documented_marts(warehouse: Warehouse) ->
     assert result.success
     evaluations = result.get_asset_check_evaluations()
     assert evaluations and all(e.passed for e in evaluations)
+    # the finance marts read finalized invoices: built (empty here) after the others
+    assert dg.materialize([finance_dbt_models], resources=resources).success
 
     unit = _dbt_command(warehouse, "test", "--select", "test_type:unit")
     assert unit.returncode == 0, unit.stdout[-4000:]

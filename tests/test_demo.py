@@ -57,6 +57,9 @@ def test_demo_twice_is_idempotent(blank_warehouse: Warehouse) -> None:
     # Events go to Kafka only when a broker is configured; emails to files without SMTP.
     assert re.search(r"events: (no Kafka broker|\d+ published now)", first.stdout)
     assert re.search(r"notifications: [1-9]\d* sent .*, 0 failed \(", first.stdout)
+    # the upgrade story: Vandelay (BRL) new 495 on Oct 1, expansion 2,000 on Oct 16
+    assert "2026-10-16 00:00  vandelay   expansion    BRL     +2000.00" in first.stdout
+    assert "revenue recognition (analytics.fct_deferred_revenue):" in first.stdout
     after_first = _counts(blank_warehouse)
     assert after_first["organizations"] == 5 and after_first["subscriptions"] == 5
 

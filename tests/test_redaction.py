@@ -43,6 +43,7 @@ def _secret_settings(port: int) -> dict[str, tuple[str, str]]:
             "pw-notify-3d7b",
         ),
         "SMTP_PASSWORD": ("pw-smtp-6a0f", "pw-smtp-6a0f"),
+        "STRIPE_API_BASE": (f"http://stripe:pw-stripe-2b9c@127.0.0.1:{port}", "pw-stripe-2b9c"),
     }
     secret_fields = {
         name.upper()

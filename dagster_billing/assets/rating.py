@@ -68,7 +68,7 @@ def _build(
     manifest=billing_dbt_project.manifest_path,
     project=billing_dbt_project,
     dagster_dbt_translator=BillingDbtTranslator(),
-    exclude=INVOICE_MODELS,
+    exclude=f"{INVOICE_MODELS} tag:finance",
     pool=DBT_POOL,
 )
 def billing_dbt_models(

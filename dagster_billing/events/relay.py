@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from dagster_billing.events.catalog import EVENT_TYPES, SOURCE, dataschema
 from dagster_billing.events.outbox import ORGANIZATION_OF_EVENT
+from dagster_billing.observability.tracing import kafka_produce_span, kafka_trace_headers
 
 log = logging.getLogger("dagster_billing.events.relay")
 
@@ -165,6 +166,12 @@ class Relay:
         return self._producer
 
     def _produce(self, rows: list[Any], batch: _Batch) -> None:
+        """One producer span per batch (a span per event would cost more than the produce);
+        its `traceparent` rides on each message so a consumer can continue the trace."""
+        with kafka_produce_span(self.topic, **{"messaging.batch.message_count": len(rows)}):
+            self._produce_rows(rows, batch, kafka_trace_headers())
+
+    def _produce_rows(self, rows: list[Any], batch: _Batch, trace: list[tuple[str, bytes]]) -> None:
         producer = self.producer()
         produce, topic = producer.produce, self.topic
         for row in rows:
@@ -174,7 +181,7 @@ class Relay:
                         topic,
                         value=row.payload.encode(),
                         key=row.organization.encode(),
-                        headers=cloudevent_headers(row),
+                        headers=cloudevent_headers(row) + trace,
                         on_delivery=partial(batch.report, row.id),
                     )
                     break

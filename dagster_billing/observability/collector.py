@@ -208,8 +208,8 @@ def outbox(conn: Connection, _schema: str) -> list[Metric]:
             """
             select count(*) as n,
                    coalesce(extract(epoch from now() - (
-                       select occurred_at from dictamesh_billing_outbox
-                       where published_at is null order by id limit 1)), 0) as age
+                       select min(created_at) from dictamesh_billing_outbox
+                       where published_at is null)), 0) as age
             from dictamesh_billing_outbox where published_at is null
             """
         )
@@ -336,6 +336,23 @@ def credits(conn: Connection, _schema: str) -> list[Metric]:
     return [balance, negative]
 
 
+def notifications(conn: Connection, _schema: str) -> list[Metric]:
+    """Notification deliveries that gave up (all retries spent) by channel; a delivery
+    re-queued by `retry_failed` leaves the count when it is sent."""
+    failures = _counter(
+        "notification_failures",
+        "Notification deliveries failed after every retry, by channel.",
+        ["channel"],
+    )
+    for row in _rows(
+        conn,
+        "select channel, count(*) as n from dictamesh_billing_notification_deliveries"
+        " where status = 'failed' group by 1",
+    ):
+        failures.add_metric([row.channel], row.n)
+    return [failures]
+
+
 SOURCES: dict[str, Source] = {
     "subscriptions": subscriptions,
     "revenue": revenue,
@@ -345,6 +362,7 @@ SOURCES: dict[str, Source] = {
     "webhooks": webhooks,
     "usage": usage,
     "credits": credits,
+    "notifications": notifications,
 }
 
 

@@ -197,7 +197,11 @@ def load_scenario(conn: Connection, schema: str, scenario: Scenario) -> None:
 
 
 def run_invoice_models(
-    warehouse: Warehouse, schema: str, settings: Settings, as_of: datetime
+    warehouse: Warehouse,
+    schema: str,
+    settings: Settings,
+    as_of: datetime,
+    models: tuple[str, ...] = INVOICE_MODELS,
 ) -> None:
     """dbt run of the invoice marts and what they depend on, billing dates <= as_of, in
     the scenario's schema: the runner the Dagster step uses (dbt_project.run_dbt)."""
@@ -210,7 +214,7 @@ def run_invoice_models(
         "run",
         "--quiet",
         "--select",
-        *(f"+{model}" for model in INVOICE_MODELS),
+        *(f"+{model}" for model in models),
         "--vars",
         json.dumps(dbt_vars),
     ]

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import dagster as dg
 import stripe
 
+from dagster_billing.observability.tracing import stripe_span
 from dagster_billing.payments.gateway import (
     CardDetails,
     GatewayDeclinedError,
@@ -127,9 +128,14 @@ class StripeApi:
         self.sleep = sleep
         self.requests = 0
 
-    def _call(self, request: Callable[[], T]) -> T:
+    def _call(self, operation: str, request: Callable[[], T]) -> T:
         """One logical request: rate-limited, 429 backed off with the same idempotency key
-        (the caller's closure carries it), errors mapped to what the caller may conclude."""
+        (the caller's closure carries it), errors mapped to what the caller may conclude;
+        traced as one client span (`stripe <operation>`)."""
+        with stripe_span(operation):
+            return self._attempts(request)
+
+    def _attempts(self, request: Callable[[], T]) -> T:
         for attempt in range(RATE_LIMIT_RETRIES + 1):
             self.limiter.wait()
             self.requests += 1
@@ -168,24 +174,36 @@ class StripeApi:
         if email:
             params["email"] = email
         customer = self._call(
-            lambda: self.client.v1.customers.create(params, {"idempotency_key": idempotency_key})
+            "customers.create",
+            lambda: self.client.v1.customers.create(params, {"idempotency_key": idempotency_key}),
         )
         return customer.id
 
     def payment_method(self, payment_method_id: str) -> CardDetails:
-        return _card(self._call(lambda: self.client.v1.payment_methods.retrieve(payment_method_id)))
+        return _card(
+            self._call(
+                "payment_methods.retrieve",
+                lambda: self.client.v1.payment_methods.retrieve(payment_method_id),
+            )
+        )
 
     def attach_payment_method(self, payment_method_id: str, customer: str) -> CardDetails:
         return _card(
             self._call(
+                "payment_methods.attach",
                 lambda: self.client.v1.payment_methods.attach(
                     payment_method_id, {"customer": customer}
-                )
+                ),
             )
         )
 
     def setup_intent_payment_method(self, setup_intent_id: str) -> str:
-        data = _plain(self._call(lambda: self.client.v1.setup_intents.retrieve(setup_intent_id)))
+        data = _plain(
+            self._call(
+                "setup_intents.retrieve",
+                lambda: self.client.v1.setup_intents.retrieve(setup_intent_id),
+            )
+        )
         method = data.get("payment_method")
         if data.get("status") != "succeeded" or not method:
             raise GatewayRejectedError(
@@ -195,9 +213,10 @@ class StripeApi:
 
     def set_default_payment_method(self, customer: str, payment_method_id: str) -> None:
         self._call(
+            "customers.update",
             lambda: self.client.v1.customers.update(
                 customer, {"invoice_settings": {"default_payment_method": payment_method_id}}
-            )
+            ),
         )
 
     def create_payment_intent(
@@ -221,14 +240,20 @@ class StripeApi:
         }
         return _intent(
             self._call(
+                "payment_intents.create",
                 lambda: self.client.v1.payment_intents.create(
                     params, {"idempotency_key": idempotency_key}
-                )
+                ),
             )
         )
 
     def retrieve_payment_intent(self, intent_id: str) -> Intent:
-        return _intent(self._call(lambda: self.client.v1.payment_intents.retrieve(intent_id)))
+        return _intent(
+            self._call(
+                "payment_intents.retrieve",
+                lambda: self.client.v1.payment_intents.retrieve(intent_id),
+            )
+        )
 
     def find_payment_intents(
         self, *, metadata_key: str, metadata_value: str, customer: str | None, since: datetime
@@ -250,7 +275,9 @@ class StripeApi:
         cursor: str | None = None
         while True:
             page_params = {**params, **({"starting_after": cursor} if cursor else {})}
-            page = self._call(lambda p=page_params: self.client.v1.payment_intents.list(p))
+            page = self._call(
+                "payment_intents.list", lambda p=page_params: self.client.v1.payment_intents.list(p)
+            )
             batch = [_intent(item) for item in page.data]
             found.extend(batch)
             if not page.has_more or not batch:
@@ -268,7 +295,8 @@ class StripeApi:
         params = {"payment_intent": payment_intent, "amount": amount, "metadata": dict(metadata)}
         refund = _plain(
             self._call(
-                lambda: self.client.v1.refunds.create(params, {"idempotency_key": idempotency_key})
+                "refunds.create",
+                lambda: self.client.v1.refunds.create(params, {"idempotency_key": idempotency_key}),
             )
         )
         return RefundResult(refund["id"], refund.get("status") or "succeeded", refund["amount"])
@@ -277,7 +305,8 @@ class StripeApi:
         self, *, payment_intent: str, metadata_key: str, metadata_value: str
     ) -> list[RefundResult]:
         page = self._call(
-            lambda: self.client.v1.refunds.list({"payment_intent": payment_intent, "limit": 100})
+            "refunds.list",
+            lambda: self.client.v1.refunds.list({"payment_intent": payment_intent, "limit": 100}),
         )
         return [
             RefundResult(r["id"], r.get("status") or "succeeded", r["amount"])

@@ -52,7 +52,6 @@ def due_digest(conn: sa.Connection, now: datetime) -> tuple[int, str]:
     name="stripe_reconciliation",
     job=payments_job,
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def stripe_reconciliation_sensor(
     context: dg.SensorEvaluationContext,

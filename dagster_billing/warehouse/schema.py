@@ -439,6 +439,7 @@ outbox = _table(
     Column("last_error", Text),
     Column("notified_at", TIMESTAMPTZ),
     Column("webhooks_at", TIMESTAMPTZ),
+    Column("created_at", TIMESTAMPTZ),
 )
 
 stripe_webhook_events = _table(
@@ -562,4 +563,24 @@ webhook_attempts = _table(
     Column("status_code", Integer),
     Column("error", Text),
     Column("attempted_at", TIMESTAMPTZ),
+)
+rerate_adjustments = _table(
+    "rerate_adjustments",
+    Column("id", BigInteger, primary_key=True),
+    Column("organization_id", BigInteger),
+    Column("subscription_id", BigInteger),
+    Column("corrected_invoice_id", BigInteger),
+    Column("kind", Text),
+    Column("metric", Text),
+    Column("line_description", Text),
+    Column("period_start", TIMESTAMPTZ),
+    Column("period_end", TIMESTAMPTZ),
+    Column("description", Text),
+    Column("amount", MONEY),
+    Column("currency", CHAR(3)),
+    Column("catalog_version", Text),
+    Column("window_start", TIMESTAMPTZ),
+    Column("window_end", TIMESTAMPTZ),
+    Column("created_by", Text),
+    Column("created_at", TIMESTAMPTZ),
 )

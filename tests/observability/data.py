@@ -109,12 +109,12 @@ def load_operations_data(conn: Connection, now: datetime) -> None:
     conn.execute(
         sa.update(schema.outbox)
         .where(schema.outbox.c.dedupe_key == "ops:0")
-        .values(published_at=now, occurred_at=now - timedelta(minutes=30))
+        .values(published_at=now, created_at=now - timedelta(minutes=30))
     )
     conn.execute(
         sa.update(schema.outbox)
         .where(schema.outbox.c.dedupe_key == "ops:1")
-        .values(occurred_at=now - timedelta(minutes=10))
+        .values(created_at=now - timedelta(minutes=10))
     )
     conn.execute(
         sa.insert(schema.stripe_webhook_events),

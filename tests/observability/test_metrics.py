@@ -170,3 +170,24 @@ def test_billing_metrics_serve(metrics_server: str) -> None:
     response = httpx.get(metrics_server, timeout=30, trust_env=False)
     found = samples(response.text)
     assert value(found, "payment_failures_total", failure_code="card_declined") == 2
+
+
+def test_notification_failures_by_channel(ops_engine: Engine) -> None:
+    """Deliveries that spent every retry count by channel; sent and pending ones do not."""
+    with ops_engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "insert into dictamesh_billing_notification_deliveries"
+                " (event_id, template, channel, recipient, status, attempts, last_error)"
+                " select event_id, 'billing_invoice_generated', channel, 'ops@x.example',"
+                " status, 3, 'Connection refused'"
+                " from (select event_id, row_number() over (order by id) as n"
+                "       from dictamesh_billing_outbox) e"
+                " join (values (1, 'email', 'failed'), (2, 'email', 'failed'),"
+                "              (3, 'service', 'failed'), (4, 'email', 'sent'),"
+                "              (5, 'email', 'pending')) v(n, channel, status) using (n)"
+            )
+        )
+    found = scrape(ops_engine, cache_seconds=0)
+    assert value(found, "notification_failures_total", channel="email") == 2
+    assert value(found, "notification_failures_total", channel="service") == 1

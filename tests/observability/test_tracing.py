@@ -16,10 +16,15 @@ from sqlalchemy.engine import Engine
 
 from dagster_billing.api import create_app
 from dagster_billing.assets.usage import usage_daily
+from dagster_billing.events.relay import Relay
 from dagster_billing.observability import tracing
 from dagster_billing.observability.runs import TracedWarehouseResource
+from dagster_billing.resources.kafka import KafkaResource
+from dagster_billing.resources.stripe import StripeApi
 from dagster_billing.settings import load_settings
 from dagster_billing.warehouse.database import Warehouse
+from tests.conftest import STRIPE_TEST_API_KEY
+from tests.events.conftest import consume, create_topic
 
 
 @pytest.fixture
@@ -118,3 +123,33 @@ def test_kafka_and_stripe_helpers_name_their_spans(spans: InMemorySpanExporter) 
     assert stripe.name == "stripe payment_intents.create"
     assert stripe.kind == SpanKind.CLIENT
     assert stripe.attributes["billing.invoice_id"] == 7
+
+
+def test_a_stripe_call_is_one_client_span(spans: InMemorySpanExporter, stripe_server: str) -> None:
+    api = StripeApi(STRIPE_TEST_API_KEY, api_base=stripe_server)
+    api.create_customer(
+        name="Traced", email=None, metadata={"organization": "traced"}, idempotency_key="trace-1"
+    )
+    (call,) = [s for s in spans.get_finished_spans() if s.name.startswith("stripe ")]
+    assert call.name == "stripe customers.create"
+    assert call.kind is SpanKind.CLIENT
+    assert call.attributes is not None and call.attributes["rpc.system"] == "stripe"
+
+
+def test_a_relay_batch_is_a_producer_span_whose_trace_the_messages_carry(
+    spans: InMemorySpanExporter, ops_engine: Engine, kafka_broker: str
+) -> None:
+    topic = create_topic(kafka_broker)
+    config = KafkaResource(bootstrap_servers=kafka_broker, topic=topic).producer_config()
+    relay = Relay(ops_engine, config, topic)
+    try:
+        result = relay.run()
+    finally:
+        relay.close()
+    assert result.published > 0
+    produced = [s for s in spans.get_finished_spans() if s.kind is SpanKind.PRODUCER]
+    assert produced and {s.name for s in produced} == {f"send {topic}"}
+    trace_ids = {f"{s.context.trace_id:032x}" for s in produced}
+    received = consume(kafka_broker, topic, expected=result.published)
+    assert len(received) == result.published
+    assert {m.headers["traceparent"].split("-")[1] for m in received} <= trace_ids

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dagster_billing.assets.audit import audit_checkpoint, latest_checkpoint
+from dagster_billing.assets.audit import audit_checkpoint, latest_checkpoint, record_checkpoint
 from dagster_billing.resources import WarehouseResource
 from dagster_billing.warehouse import audit
 from dagster_billing.warehouse.database import Warehouse
@@ -122,12 +122,15 @@ def test_the_checkpoint_asset_records_the_head_in_the_dagster_instance(
         head = audit.chain_head(conn)
     resource = WarehouseResource(dsn=warehouse.libpq_url(), data_dir=str(tmp_path))
     with dg.instance_for_test() as instance:
-        assert latest_checkpoint(instance) is None
+        assert latest_checkpoint(instance, warehouse.url.database) is None
         result = dg.materialize(
             [audit_checkpoint], instance=instance, resources={"warehouse": resource}
         )
         assert result.success
-        assert latest_checkpoint(instance) == head
+        assert latest_checkpoint(instance, warehouse.url.database) == head
+        # A checkpoint of another warehouse sharing the instance is not this one's.
+        record_checkpoint(instance, audit.Checkpoint(1, "0" * 64, 1), "another_warehouse")
+        assert latest_checkpoint(instance, warehouse.url.database) == head
 
 
 def test_audit_verify_compares_the_chain_with_the_latest_checkpoint(

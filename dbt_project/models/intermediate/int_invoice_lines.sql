@@ -1,6 +1,7 @@
 -- Every draft line in docs/rate-card.md order (fee, seats, proration, overage, usage within
--- quota on an invoice with no other line, then usage corrections), each rounded
--- half up (away from zero) to its currency's minor unit (line rounding; JPY has none).
+-- quota on an invoice with no other line, then usage and price corrections of finalized
+-- invoices), each rounded half up (away from zero) to its currency's minor unit (line
+-- rounding; JPY has none).
 with schedule as (
     select * from {{ ref('int_invoice_schedule') }}
     where {{ in_billing_window('billing_date') }}
@@ -35,6 +36,8 @@ overage as (
 
 adjustments as (
     select * from {{ ref('int_invoice_lines_adjustment') }}
+    union all
+    select * from {{ ref('int_invoice_lines_rerate') }}
 ),
 
 lines as (

@@ -10,7 +10,12 @@ renamed as (
         kind,
         metric,
         amount::numeric(20, 6) as amount,
-        adjusts_invoice_id
+        adjusts_invoice_id,
+        description,
+        quantity::numeric(24, 6) as quantity,
+        unit_amount::numeric(20, 6) as unit_amount,
+        period_start,
+        period_end
     from source
 )
 

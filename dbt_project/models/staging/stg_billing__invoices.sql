@@ -11,7 +11,15 @@ renamed as (
         period_start,
         status as invoice_status,
         total::numeric(20, 6) as total,
-        credits_applied::numeric(20, 6) as credits_applied
+        credits_applied::numeric(20, 6) as credits_applied,
+        invoice_key,
+        period_end,
+        currency,
+        subtotal::numeric(20, 6) as subtotal,
+        discount::numeric(20, 6) as discount,
+        tax::numeric(20, 6) as tax,
+        issued_at,
+        voided_at
     from source
 )
 

@@ -3,9 +3,12 @@
 
 -- Each outbox consumer marks the rows it has taken, as the relay does with published_at
 -- (a cursor on the id would skip rows of transactions that commit out of id order).
+-- created_at is when the row was written: occurred_at is business time (a backdated
+-- subscription change occurs in the past), so relay lag is measured from created_at.
 alter table dictamesh_billing_outbox
     add column notified_at timestamptz,
-    add column webhooks_at timestamptz;
+    add column webhooks_at timestamptz,
+    add column created_at timestamptz not null default now();
 
 create index dictamesh_billing_outbox_unnotified
     on dictamesh_billing_outbox (id) where notified_at is null;

@@ -1,6 +1,7 @@
 {{ config(tags=['billing_daily']) }}
--- Billed revenue (draft invoice lines, before discounts and tax) per plan, calendar
--- month of the billing date, and currency, with the USD equivalent for reporting.
+-- DRAFTS: what the draft invoices (fct_invoices, rebuilt every run) would bill, before
+-- discounts and tax, per plan, calendar month of the billing date, and currency, with
+-- the USD equivalent. A forecast for review; issued revenue is fct_revenue_by_plan_month.
 with lines as (
     select * from {{ ref('fct_invoice_line_items') }}
 ),
@@ -11,10 +12,6 @@ invoices as (
 
 states as (
     select * from {{ ref('int_subscription_states') }}
-),
-
-fx_rates as (
-    select * from {{ ref('stg_billing__fx_rates') }}
 ),
 
 billed as (
@@ -46,15 +43,7 @@ final as (
         sum(billed.amount)::numeric(20, 6) as revenue,
         round(sum(billed.amount) * max(rate.usd_per_unit), 6)::numeric(20, 6) as revenue_usd
     from billed
-    left join lateral (
-        select fx_rates.usd_per_unit
-        from fx_rates
-        where
-            fx_rates.currency = billed.currency
-            and fx_rates.valid_from <= (billed.month_start at time zone 'UTC')::date
-        order by fx_rates.valid_from desc
-        limit 1
-    ) as rate on true
+    {{ reporting_rate('billed.currency', 'billed.month_start') }}
     group by billed.plan_id, billed.month_start, billed.currency
 )
 

@@ -1,0 +1,1 @@
+drop table dictamesh_billing_rerate_adjustments;
