@@ -133,6 +133,8 @@ USED_WITHOUT_IMPORT = {
     "dagster-postgres": "dagster_home/dagster.yaml keeps the instance in Postgres",
     "dbt-postgres": "the adapter dbt_project/profiles.yml names",
     "psycopg": "the driver of the `postgresql+psycopg` URLs",
+    "openpyxl": "pandas' Excel writer for `billing export ... -o FILE.xlsx`",
+    "pyarrow": "pandas' Parquet writer for `billing export ... -o FILE.parquet`",
 }
 
 

@@ -56,7 +56,7 @@ def finance_dbt_models(
                 with warehouse.engine().connect() as conn:
                     table = preview(conn, warehouse.dbt_schema, mart)
                 event = event.with_metadata(
-                    {**event.metadata, "preview": dg.MetadataValue.md(table)}
+                    {**event.metadata, "preview": dg.MarkdownMetadataValue(table)}
                 )
         yield event
 
@@ -110,7 +110,7 @@ def rerate_diff(
             "catalog_version": diff.catalog_version,
             "invoices_changed": len(diff.invoices),
             "lines_changed": len(rows),
-            "diff": dg.MetadataValue.md(markdown_table(columns, rows)),
+            "diff": dg.MarkdownMetadataValue(markdown_table(columns, rows)),
             "diff_json": dg.MetadataValue.json(data),
         }
     )

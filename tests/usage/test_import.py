@@ -199,9 +199,9 @@ def test_changes_to_invoiced_hours_become_adjustments(engine: Engine, tmp_path: 
             conn.scalar(
                 sa.text(
                     "insert into dictamesh_billing_invoices (number, organization_id,"
-                    " subscription_id, period_start, period_end, currency, status, subtotal,"
-                    " total, amount_due) values (:n, :org, :sub, :start, :end, 'USD', :status,"
-                    " 99, 99, 99) returning id"
+                    " subscription_id, period_start, period_end, currency, status, paid_at,"
+                    " subtotal, total, amount_due) values (:n, :org, :sub, :start, :end, 'USD',"
+                    " :status, :paid_at, 99, 99, 99) returning id"
                 ),
                 {
                     "n": f"INV-ADJ-{i}",
@@ -210,6 +210,7 @@ def test_changes_to_invoiced_hours_become_adjustments(engine: Engine, tmp_path: 
                     "start": start,
                     "end": start + timedelta(days=31),
                     "status": status,
+                    "paid_at": start if status == "paid" else None,
                 },
             )
             for i, (start, status) in enumerate(
