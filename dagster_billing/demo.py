@@ -454,7 +454,6 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
     materialized = materialize_all(
         settings, dagster_environment(warehouse, settings), engine, stages
     )
-    echo(f"materialized {len(materialized)} assets in {stages.total:.1f} s")
     with stages.stage("payments") as done:
         from dagster_billing.payments.demo import pay_demo_invoices
 
@@ -463,6 +462,7 @@ def run_demo(settings: Settings, echo: Callable[[str], None] = print) -> None:
         done("; ".join(paid))
     with stages.stage("events and notifications") as done:
         done("; ".join(publish_and_notify(settings)))
+    echo(f"materialized {len(materialized)} assets; all stages took {stages.total:.1f} s")
     for line in _summary(engine, warehouse):
         echo(line)
     for line in _api_lines(engine, settings):
