@@ -36,7 +36,7 @@ PDF_SUBDIR = "invoices"
 
 
 @lru_cache(maxsize=8)
-def _environment(template_dir: str) -> jinja2.Environment:
+def template_environment(template_dir: str) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dir),
         autoescape=True,
@@ -45,7 +45,7 @@ def _environment(template_dir: str) -> jinja2.Environment:
 
 
 def render_html(context: dict[str, Any], template_dir: Path = DEFAULT_TEMPLATE_DIR) -> str:
-    return _environment(str(template_dir)).get_template("invoice.html").render(**context)
+    return template_environment(str(template_dir)).get_template("invoice.html").render(**context)
 
 
 @lru_cache(maxsize=1)
@@ -69,12 +69,20 @@ def _stylesheets(template_dir: str) -> tuple[CSS, ...]:
 
 def render_pdf(context: dict[str, Any], template_dir: Path = DEFAULT_TEMPLATE_DIR) -> bytes:
     """One invoice's PDF bytes; identical for an identical context and template."""
+    return html_to_pdf(render_html(context, template_dir), context["number"], template_dir)
+
+
+def html_to_pdf(
+    html: str, number: str, base_dir: Path, stylesheet_dir: Path | None = None
+) -> bytes:
+    """A numbered document's PDF with the invoice stylesheet of `stylesheet_dir` (default
+    `base_dir`) and the process's fonts; the PDF id comes from the number, so an identical
+    page gives identical bytes. Credit notes use it with the invoices' stylesheet."""
     import weasyprint  # heavy (Pango, fonts): loaded only where PDFs are made
 
-    html = weasyprint.HTML(string=render_html(context, template_dir), base_url=str(template_dir))
-    identifier = hashlib.sha256(context["number"].encode()).hexdigest()[:32].encode()
-    return html.write_pdf(
-        stylesheets=list(_stylesheets(str(template_dir))),
+    identifier = hashlib.sha256(number.encode()).hexdigest()[:32].encode()
+    return weasyprint.HTML(string=html, base_url=str(base_dir)).write_pdf(
+        stylesheets=list(_stylesheets(str(stylesheet_dir or base_dir))),
         font_config=_font_config(),
         pdf_identifier=identifier,
     )
@@ -89,7 +97,7 @@ def pdf_path(data_dir: Path, number: str) -> Path:
     return data_dir / PDF_SUBDIR / f"{number}.pdf"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """A reader never sees half a PDF: write a sibling file, then rename over."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".pdf.{os.getpid()}.partial")
@@ -165,7 +173,7 @@ def store_pdfs(
     stored = []
     for context, data in zip(contexts, rendered, strict=True):
         path = pdf_path(data_dir, context["number"])
-        _write_atomically(path, data)
+        write_atomically(path, data)
         stored.append(StoredPdf(context["number"], str(path), hashlib.sha256(data).hexdigest()))
     if stored:
         conn.execute(

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from dagster_billing.events.outbox import Event, write_events
 from dagster_billing.invoicing.document import Formatter, Seller, _address
 from dagster_billing.invoicing.finalize import format_number
+from dagster_billing.invoicing.pdf import write_atomically
 from dagster_billing.payments import PaymentError
 from dagster_billing.payments.attempts import (
     IN_FLIGHT,
@@ -539,23 +540,16 @@ def credit_note_context(conn: Connection, credit_note_id: int, seller: Seller) -
 
 def render_credit_note_pdf(context: dict[str, Any]) -> bytes:
     """The invoice's stylesheet and fonts, the credit note's own template; deterministic."""
-    import weasyprint
-
-    from dagster_billing.invoicing.pdf import DEFAULT_TEMPLATE_DIR, _font_config, _stylesheets
-
-    html = _environment().get_template("credit_note.html").render(**context)
-    identifier = hashlib.sha256(context["number"].encode()).hexdigest()[:32].encode()
-    return weasyprint.HTML(string=html, base_url=str(TEMPLATE_DIR)).write_pdf(
-        stylesheets=list(_stylesheets(str(DEFAULT_TEMPLATE_DIR))),
-        font_config=_font_config(),
-        pdf_identifier=identifier,
+    from dagster_billing.invoicing.pdf import (
+        DEFAULT_TEMPLATE_DIR,
+        html_to_pdf,
+        template_environment,
     )
 
-
-def _environment() -> Any:
-    from dagster_billing.invoicing.pdf import _environment as environment
-
-    return environment(str(TEMPLATE_DIR))
+    html = (
+        template_environment(str(TEMPLATE_DIR)).get_template("credit_note.html").render(**context)
+    )
+    return html_to_pdf(html, context["number"], TEMPLATE_DIR, DEFAULT_TEMPLATE_DIR)
 
 
 def store_credit_note_pdf(
@@ -564,10 +558,7 @@ def store_credit_note_pdf(
     context = credit_note_context(conn, credit_note_id, seller)
     data = render_credit_note_pdf(context)
     path = data_dir / PDF_SUBDIR / f"{context['number']}.pdf"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".pdf.partial")
-    partial.write_bytes(data)
-    partial.replace(path)
+    write_atomically(path, data)
     conn.execute(
         sa.update(credit_notes)
         .where(credit_notes.c.id == credit_note_id)
