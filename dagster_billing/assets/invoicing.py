@@ -220,7 +220,8 @@ def invoices_overdue(
     )
 
 
-def _result(problems: list[str], what: str) -> dg.AssetCheckResult:
+def check_result(problems: list[str], what: str) -> dg.AssetCheckResult:
+    """A check passes with no problems; the count and the first 20 go in its metadata."""
     return dg.AssetCheckResult(
         passed=not problems,
         metadata={what: len(problems), "first": dg.MetadataValue.json(problems[:20])},
@@ -234,19 +235,19 @@ def _result(problems: list[str], what: str) -> dg.AssetCheckResult:
 )
 def invoice_totals_add_up(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.engine().connect() as conn:
-        return _result(totals_problems(conn), "invoices_not_adding_up")
+        return check_result(totals_problems(conn), "invoices_not_adding_up")
 
 
 @dg.asset_check(asset=invoices_finalized, description="numbers unique and gap-free per year")
 def invoice_numbers_gap_free(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.engine().connect() as conn:
-        return _result(numbering_problems(conn), "broken_sequences")
+        return check_result(numbering_problems(conn), "broken_sequences")
 
 
 @dg.asset_check(asset=invoice_pdfs, description="every finalized invoice has a stored PDF")
 def every_invoice_has_a_pdf(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.engine().connect() as conn:
-        return _result(invoices_without_pdf(conn), "invoices_without_pdf")
+        return check_result(invoices_without_pdf(conn), "invoices_without_pdf")
 
 
 invoicing_assets = [invoices_finalized, invoice_pdfs, invoices_overdue]

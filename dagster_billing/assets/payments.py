@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from dagster_billing.assets.invoicing import _result, invoices_finalized
+from dagster_billing.assets.invoicing import check_result, invoices_finalized
 from dagster_billing.partitions import daily_partitions
 from dagster_billing.payments.charging import charge_due_invoices
 from dagster_billing.payments.checks import invoices_paid_twice, paid_invoices_without_payment
@@ -49,7 +49,7 @@ def payments(
 @dg.asset_check(asset=payments, description="no invoice has two succeeded payments")
 def no_invoice_paid_twice(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.engine().connect() as conn:
-        return _result(invoices_paid_twice(conn), "invoices_paid_twice")
+        return check_result(invoices_paid_twice(conn), "invoices_paid_twice")
 
 
 @dg.asset_check(
@@ -57,7 +57,7 @@ def no_invoice_paid_twice(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 )
 def paid_invoices_have_a_payment(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.engine().connect() as conn:
-        return _result(paid_invoices_without_payment(conn), "paid_without_payment")
+        return check_result(paid_invoices_without_payment(conn), "paid_without_payment")
 
 
 payments_assets = [payments]

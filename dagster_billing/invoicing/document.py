@@ -84,7 +84,7 @@ class Formatter:
         return f"{self.date(start)} \u2013 {self.date(end)}"
 
 
-def _address(billing_address: dict[str, Any]) -> list[str]:
+def customer_address_lines(billing_address: dict[str, Any]) -> list[str]:
     """Street lines, `City, Region Postcode`, country; unknown keys follow as given."""
     get = {k: str(billing_address.get(k) or "").strip() for k in ADDRESS_ORDER}
     locality = ", ".join(part for part in (get["city"], get["region"]) if part)
@@ -168,7 +168,7 @@ def _context(head: Any, lines: list[Any], applied: list[Any], seller: Seller) ->
             "email": head["org_email"] or "",
             "account": head["org_external_id"],
             "subscription": head["subscription_external_id"],
-            "address": _address(head["billing_address"] or {}),
+            "address": customer_address_lines(head["billing_address"] or {}),
             "tax_jurisdiction": head["tax_jurisdiction"] or "",
         },
         "lines": [

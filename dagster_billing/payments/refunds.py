@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from dagster_billing.events.outbox import Event, write_events
-from dagster_billing.invoicing.document import Formatter, Seller, _address
+from dagster_billing.invoicing.document import Formatter, Seller, customer_address_lines
 from dagster_billing.invoicing.finalize import format_number
 from dagster_billing.invoicing.pdf import write_atomically
 from dagster_billing.payments import PaymentError
@@ -524,7 +524,7 @@ def credit_note_context(conn: Connection, credit_note_id: int, seller: Seller) -
             "name": row["org_name"],
             "email": row["org_email"] or "",
             "account": row["org_external_id"],
-            "address": _address(row["billing_address"] or {}),
+            "address": customer_address_lines(row["billing_address"] or {}),
         },
         "issue_date": fmt.date(row["issued_at"]),
         "invoice_number": row["invoice_number"],
