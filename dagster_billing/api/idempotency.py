@@ -17,6 +17,8 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dagster_billing.api.problems import Problem, field_problem, render
 from dagster_billing.api.security import bearer_key
@@ -87,55 +89,65 @@ def release(engine: Engine, key_id: int, key: str) -> None:
 
 
 def install(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def idempotency(request: Request, call_next):  # type: ignore[no-untyped-def]
-        key = request.headers.get(HEADER)
-        if request.method != "POST" or key is None:
-            return await call_next(request)
-        if not 1 <= len(key) <= 255 or not all(" " <= c <= "~" for c in key):
+    app.add_middleware(_KeyedPosts)
+
+
+class _KeyedPosts:
+    """Sends only a POST carrying the header through the idempotency middleware; every
+    other request skips it (and the task group a BaseHTTPMiddleware costs)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.keyed = BaseHTTPMiddleware(app, dispatch=_idempotent)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        keyed = scope["type"] == "http" and scope["method"] == "POST"
+        if keyed and HEADER.lower().encode() in dict(scope["headers"]):
+            await self.keyed(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+async def _idempotent(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    key = request.headers[HEADER]
+    if not 1 <= len(key) <= 255 or not all(" " <= c <= "~" for c in key):
+        return render(request, field_problem(HEADER, "must be 1-255 printable ASCII characters"))
+    engine: Engine = request.app.state.engine
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    api_key = await run_in_threadpool(
+        bearer_key, engine, token if scheme.lower() == "bearer" else None
+    )
+    if api_key is None:  # the route answers 401; nothing to scope the key to
+        return await call_next(request)
+    body = await request.body()
+    digest = hashlib.sha256(
+        b"\n".join([request.method.encode(), request.url.path.encode(), body])
+    ).hexdigest()
+    stored = await run_in_threadpool(reserve, engine, api_key.id, key, digest)
+    if stored is not None:
+        if stored.request_hash != digest:
             return render(
-                request, field_problem(HEADER, "must be 1-255 printable ASCII characters")
+                request,
+                field_problem(HEADER, "already used with a different request", status=422),
             )
-        engine: Engine = request.app.state.engine
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        api_key = await run_in_threadpool(
-            bearer_key, engine, token if scheme.lower() == "bearer" else None
-        )
-        if api_key is None:  # the route answers 401; nothing to scope the key to
-            return await call_next(request)
-        body = await request.body()
-        digest = hashlib.sha256(
-            b"\n".join([request.method.encode(), request.url.path.encode(), body])
-        ).hexdigest()
-        stored = await run_in_threadpool(reserve, engine, api_key.id, key, digest)
-        if stored is not None:
-            if stored.request_hash != digest:
-                return render(
-                    request,
-                    field_problem(HEADER, "already used with a different request", status=422),
-                )
-            if stored.status == "running":
-                return render(
-                    request, Problem(409, f"{HEADER}: the first request is still running")
-                )
-            return Response(
-                content=stored.response_body,
-                status_code=stored.response_status or 200,
-                media_type=stored.response_type,
-                headers={"Idempotent-Replayed": "true"},
-            )
-        try:
-            response = await call_next(request)
-            content = b"".join([chunk async for chunk in response.body_iterator])
-        except BaseException:
-            await run_in_threadpool(release, engine, api_key.id, key)
-            raise
-        kind = response.headers.get("content-type", "application/json")
-        await run_in_threadpool(
-            complete, engine, api_key.id, key, response.status_code, content, kind
-        )
+        if stored.status == "running":
+            return render(request, Problem(409, f"{HEADER}: the first request is still running"))
         return Response(
-            content=content,
-            status_code=response.status_code,
-            headers={k: v for k, v in response.headers.items() if k != "content-length"},
+            content=stored.response_body,
+            status_code=stored.response_status or 200,
+            media_type=stored.response_type,
+            headers={"Idempotent-Replayed": "true"},
         )
+    try:
+        response = await call_next(request)
+        content = b"".join([chunk async for chunk in response.body_iterator])
+    except BaseException:
+        await run_in_threadpool(release, engine, api_key.id, key)
+        raise
+    kind = response.headers.get("content-type", "application/json")
+    await run_in_threadpool(complete, engine, api_key.id, key, response.status_code, content, kind)
+    return Response(
+        content=content,
+        status_code=response.status_code,
+        headers={k: v for k, v in response.headers.items() if k != "content-length"},
+    )

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dagster_billing.customers import CustomerError, NotFoundError
 from dagster_billing.customers.entitlements import EntitlementExceededError
@@ -170,12 +171,34 @@ def install(app: FastAPI) -> None:
     async def _payment(request: Request, exc: PaymentError) -> JSONResponse:
         return render(request, message_problem(str(exc)))
 
-    @app.middleware("http")
-    async def _unexpected(request: Request, call_next):  # type: ignore[no-untyped-def]
-        """Outermost: answers 500 itself, so Starlette never re-raises the exception for
-        the server to log with its traceback (which can quote SQL and values)."""
+    app.add_middleware(_AnswerUnexpected)
+
+
+class _AnswerUnexpected:
+    """Outermost: answers 500 itself, so Starlette never re-raises the exception for the
+    server to log with its traceback (which can quote SQL and values). Plain ASGI: a
+    BaseHTTPMiddleware would cost every request a task group and a memory stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            return await call_next(request)
+            await self.app(scope, receive, tracked)
         except Exception as exc:
-            log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-            return render(request, Problem(500, "the request failed; it has been logged"))
+            log.error("unhandled %s on %s %s", type(exc).__name__, scope["method"], scope["path"])
+            if not started:  # else the client sees the connection end mid-response
+                request = Request(scope)
+                await render(request, Problem(500, "the request failed; it has been logged"))(
+                    scope, receive, send
+                )

@@ -49,9 +49,11 @@ class RateLimiter:
 
 
 def bearer_key(engine: Engine, token: str | None) -> ApiKey | None:
+    """The key `token` is; in autocommit mode, as its statements are independent: one
+    round trip per request instead of three (begin, select, commit)."""
     if not token:
         return None
-    with engine.begin() as conn:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         return authenticate(conn, token.strip())
 
 
@@ -74,7 +76,8 @@ def caller(
 def allow(*roles: str) -> Callable[..., ApiKey]:
     """A dependency admitting only `roles` (403 names the caller's role)."""
 
-    def dependency(key: ApiKey = Depends(caller)) -> ApiKey:
+    async def dependency(key: ApiKey = Depends(caller)) -> ApiKey:
+        # async: no database here, so no second trip through the threadpool
         if key.role not in roles:
             raise Problem(403, f"role {key.role!r} may not call this endpoint")
         return key

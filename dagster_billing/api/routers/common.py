@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Path, Request
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from dagster_billing.api.problems import problem_responses
 from dagster_billing.api.schemas import EXTERNAL_ID, InvoiceLine
@@ -21,6 +21,12 @@ WRITE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 415, 422, 429)
 
 def engine(request: Request) -> Engine:
     return request.app.state.engine
+
+
+def reading(request: Request) -> Connection:
+    """A connection for reads in autocommit mode: each statement sees committed data, and
+    no transaction is begun and rolled back around it (two round trips per request)."""
+    return engine(request).connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 def text(value: Any) -> str | None:

@@ -18,6 +18,7 @@ from dagster_billing.api.routers.common import (
     RowId,
     engine,
     line_out,
+    reading,
     text,
 )
 from dagster_billing.api.schemas import EXTERNAL_ID, Timestamp
@@ -105,7 +106,7 @@ def list_invoices(
         query = query.where(invoices.c.issued_at >= issued_from)
     if issued_before is not None:
         query = query.where(invoices.c.issued_at < issued_before)
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         if scope is not None:
             get_organization(conn, scope)  # an unknown one is not found, not an empty list
         if starting_after is not None:
@@ -124,7 +125,7 @@ def get_invoice(
     invoice_id: RowId, request: Request, key: ApiKey = Depends(allow(*READERS))
 ) -> schemas.Invoice:
     """The invoice with its lines."""
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         row = _visible_invoice(conn, key, invoice_id)
         lines = conn.execute(
             sa.select(invoice_line_items)
@@ -146,7 +147,7 @@ def get_invoice_pdf(
     invoice_id: RowId, request: Request, key: ApiKey = Depends(allow(*READERS))
 ) -> Response:
     """The PDF as issued (stored at finalization), or rendered now if none was stored."""
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         row = _visible_invoice(conn, key, invoice_id)
         if row.number is None:
             raise NotFoundError("invoice document", str(invoice_id))

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from dagster_billing import customers
 from dagster_billing.api import schemas
 from dagster_billing.api.keys import ApiKey
-from dagster_billing.api.routers.common import READ_PROBLEMS, WRITE_PROBLEMS, OrgId, engine, text
+from dagster_billing.api.routers.common import (
+    READ_PROBLEMS,
+    WRITE_PROBLEMS,
+    OrgId,
+    engine,
+    reading,
+    text,
+)
 from dagster_billing.api.security import admin_only, allow, visible
 from dagster_billing.customers import entitlements as ent
 
@@ -61,7 +68,7 @@ def create_organization(
 def get_organization(
     org_id: OrgId, request: Request, key: ApiKey = Depends(allow(*READERS))
 ) -> schemas.Organization:
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         return out(_visible_org(conn, key, org_id))
 
 
@@ -85,7 +92,7 @@ def get_entitlements(
     org_id: OrgId, request: Request, key: ApiKey = Depends(allow(*READERS, "service"))
 ) -> schemas.Entitlements:
     """The plan's limits in force now (null: unlimited)."""
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         _visible_org(conn, key, org_id)
         found = ent.entitlements(conn, org_id)
     return schemas.Entitlements(
@@ -105,7 +112,7 @@ def check_entitlement(
     key: ApiKey = Depends(allow(*READERS, "service")),
 ) -> schemas.EntitlementCheck:
     """May the organization use `quantity` of `limit`? 200 if so, 403 naming the limit."""
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         _visible_org(conn, key, org_id)
         result = ent.check(conn, org_id, limit, quantity)
     return schemas.EntitlementCheck(
@@ -121,7 +128,7 @@ def get_credit_balance(
     org_id: OrgId, request: Request, key: ApiKey = Depends(allow(*READERS))
 ) -> schemas.CreditBalance:
     """Unexpired credit not yet applied to a finalized invoice."""
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         _visible_org(conn, key, org_id)
         found = customers.credit_balance(conn, org_id)
     return schemas.CreditBalance(

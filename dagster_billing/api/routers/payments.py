@@ -24,7 +24,14 @@ from sqlalchemy.engine import Connection
 from dagster_billing.api import schemas
 from dagster_billing.api.keys import ApiKey
 from dagster_billing.api.problems import Problem, field_problem, message_problem, problem_responses
-from dagster_billing.api.routers.common import READ_PROBLEMS, WRITE_PROBLEMS, RowId, engine, text
+from dagster_billing.api.routers.common import (
+    READ_PROBLEMS,
+    WRITE_PROBLEMS,
+    RowId,
+    engine,
+    reading,
+    text,
+)
 from dagster_billing.api.security import allow, visible
 from dagster_billing.customers import NotFoundError, get_organization
 from dagster_billing.payments import PaymentError
@@ -109,7 +116,7 @@ def _payment_out(view: PaymentView) -> schemas.Payment:
 
 
 def _invoice_org(request: Request, invoice_id: int) -> int:
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         found = conn.scalar(
             sa.select(invoices.c.organization_id).where(invoices.c.id == invoice_id)
         )
@@ -157,7 +164,7 @@ def create_payment(
     problem with Stripe's `failure_code` (dunning retries it on PAYMENT_RETRY_SCHEDULE)."""
     visible(key, _invoice_org(request, body.invoice), "invoice", str(body.invoice))
     gateway = _gateway(request)
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         why = _not_chargeable(conn, body.invoice)
     if why is not None:
         raise field_problem("invoice", why, status=409)
@@ -173,7 +180,7 @@ def create_payment(
         raise field_problem(
             "invoice", "a payment of this invoice is in flight or it was paid meanwhile", 409
         )
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         view = get_payment(conn, outcome.payment_id)
     if outcome.status == "failed" and outcome.failure_code == "rejected":
         raise Problem(502, f"Stripe rejected the charge: {view.failure_message}", payment=view.id)
@@ -197,7 +204,7 @@ def read_payment(
     key: ApiKey = Depends(allow("admin", "finance", "org_member")),
 ) -> schemas.Payment:
     """One payment attempt (or manual payment) with its status and failure codes."""
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         found = conn.scalar(
             sa.select(invoices.c.organization_id)
             .join(payments, payments.c.invoice_id == invoices.c.id)
@@ -220,7 +227,7 @@ def refund_payment(
     """Refund a payment, whole or in part (admin, finance), documented by a credit note
     `CN-YYYY-NNNNNN` (with its PDF). The refund is taken from the payment's invoice: with
     the usual one succeeded payment per invoice, that is this payment."""
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         found = conn.execute(
             sa.select(
                 payments.c.status,
@@ -271,7 +278,7 @@ def create_payment_method(
 ) -> schemas.PaymentMethod:
     """Attach a Stripe PaymentMethod (its id only; card data never reaches this API) to the
     organization's Stripe customer (created on first use); it becomes the default."""
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         org = get_organization(conn, body.organization)
     visible(key, org["id"], "organization", body.organization)
     gateway = _gateway(request)

@@ -16,6 +16,7 @@ from dagster_billing.api.routers.common import (
     SubId,
     engine,
     line_out,
+    reading,
     text,
 )
 from dagster_billing.api.security import admin_only, allow, visible
@@ -80,7 +81,7 @@ def create_subscription(
 def get_subscription(
     sub_id: SubId, request: Request, key: ApiKey = Depends(allow(*READERS))
 ) -> schemas.Subscription:
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         return out(_visible_sub(conn, key, sub_id))
 
 
@@ -121,7 +122,7 @@ def upcoming_invoice(
     sub_id: SubId, request: Request, key: ApiKey = Depends(allow(*READERS))
 ) -> schemas.UpcomingInvoice:
     """The next draft the rating models hold for this subscription, not finalized yet."""
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         row = _visible_sub(conn, key, sub_id)
         built = conn.scalar(sa.text("select to_regclass('analytics.fct_invoices')"))
         draft = preview_invoice(conn, row["organization_external_id"]) if built else None

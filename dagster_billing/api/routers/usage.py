@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from dagster_billing.api import schemas
 from dagster_billing.api.keys import ApiKey
 from dagster_billing.api.problems import field_problem
-from dagster_billing.api.routers.common import READ_PROBLEMS, engine, text
+from dagster_billing.api.routers.common import READ_PROBLEMS, reading, text
 from dagster_billing.api.schemas import EXTERNAL_ID, Timestamp
 from dagster_billing.api.security import allow, scoped_organization
 from dagster_billing.customers import get_organization
@@ -46,7 +46,7 @@ def current_usage(
     org_ext = _organization(key, organization)
     settings = request.app.state.settings
     now = datetime.now(UTC)
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         org = get_organization(conn, org_ext)
         live = live_subscription(conn, org["id"], now)
         units = dict(conn.execute(sa.select(metrics.c.id, metrics.c.unit)).all())
@@ -113,7 +113,7 @@ def usage_history(
             "end", f"{granularity} history covers at most {MAX_RANGE[granularity].days} days"
         )
     unit = "hour" if granularity == "hourly" else "day"
-    with engine(request).connect() as conn:
+    with reading(request) as conn:
         org = get_organization(conn, org_ext)
         rows = conn.execute(
             sa.text(
