@@ -37,8 +37,10 @@ PDF_SUBDIR = "invoices"
 
 @lru_cache(maxsize=8)
 def template_environment(template_dir: str) -> jinja2.Environment:
+    """Templates from `template_dir`, then the defaults: a custom invoice.html may extend
+    the shared layout (document.html), as the default one and the credit note do."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template_dir),
+        loader=jinja2.FileSystemLoader([template_dir, str(DEFAULT_TEMPLATE_DIR)]),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
