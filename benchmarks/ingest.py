@@ -212,7 +212,10 @@ def bench_backfill(
         f" {history.count(chr(10)):,} samples backfilled by promtool, {len(runs)} runs"
         f" of <= {per_run} partitions"
     )
-    with start_prometheus(tmp, openmetrics_text=history) as server:
+    began = time.monotonic()
+    # 30 days x 400 series is ~17M samples: promtool takes minutes (setup, not measured)
+    with start_prometheus(tmp, openmetrics_text=history, backfill_timeout=3600) as server:
+        print(f"promtool backfill and Prometheus start: {time.monotonic() - began:.0f} s")
         prometheus = PrometheusResource(url=server.url, timeout_seconds=120)
         began = time.monotonic()
         for k in range(hours):

@@ -314,7 +314,7 @@ def openmetrics_counter(
     return "\n".join(lines) + "\n"
 
 
-def _backfill(openmetrics_text: str, data_dir: Path, work_dir: Path) -> None:
+def _backfill(openmetrics_text: str, data_dir: Path, work_dir: Path, timeout: float = 60) -> None:
     promtool = _require_binary("promtool", "it ships with Debian's `prometheus` package")
     if not openmetrics_text.rstrip().endswith("# EOF"):
         openmetrics_text = openmetrics_text.rstrip("\n") + "\n# EOF\n"
@@ -322,7 +322,7 @@ def _backfill(openmetrics_text: str, data_dir: Path, work_dir: Path) -> None:
     source.write_text(openmetrics_text)
     argv = [promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(source)]
     done = subprocess.run(
-        [*argv, str(data_dir)], capture_output=True, text=True, timeout=60, check=False
+        [*argv, str(data_dir)], capture_output=True, text=True, timeout=timeout, check=False
     )
     if done.returncode != 0:
         raise ServiceStartError(
@@ -337,12 +337,14 @@ def start_prometheus(
     openmetrics_text: str | None = None,
     scrape_targets: Sequence[str] | None = None,
     scrape_interval: str = "1s",
+    backfill_timeout: float = 60,
 ) -> Iterator[PrometheusServer]:
     """A Prometheus of its own for a test: history backfilled with promtool *before* the
-    server starts (it only loads blocks at start-up), and/or live `host:port` targets
-    scraped as job `targets`. Retention is 100y because Prometheus measures retention
-    from the newest block, not from now: with the default 15d, backfilled history more
-    than 15 days older than the newest sample is deleted at start-up."""
+    server starts (it only loads blocks at start-up; `backfill_timeout` seconds at most),
+    and/or live `host:port` targets scraped as job `targets`. Retention is 100y because
+    Prometheus measures retention from the newest block, not from now: with the default
+    15d, backfilled history more than 15 days older than the newest sample is deleted at
+    start-up."""
     prometheus = _require_binary(
         "prometheus", "install Debian's `prometheus` package (apt-get install -y prometheus)"
     )
@@ -351,7 +353,7 @@ def start_prometheus(
         data_dir = root / "data"
         data_dir.mkdir()
         if openmetrics_text is not None:
-            _backfill(openmetrics_text, data_dir, root)
+            _backfill(openmetrics_text, data_dir, root, backfill_timeout)
         scrape_configs = []
         if scrape_targets:
             scrape_configs.append(
