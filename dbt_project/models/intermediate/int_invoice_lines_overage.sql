@@ -5,9 +5,10 @@
 -- hour of the whole period (missing hours count 0). The overage quantity in billing
 -- units is rounded to 6 decimals once, after the subtraction, from one exact division:
 -- (used x h - sum(quota x seconds)) / (P x unit size), h = P for sums and 3,600 for
--- averages (usage_seconds, the warehouse's one definition), P = seconds of the period. Graduated tiers price each slice at its tier,
--- volume tiers price the whole quantity at the tier its total falls in (bounds
--- inclusive); with tiered_pricing off everything is priced at the first tier.
+-- averages (usage_seconds, the warehouse's one definition), P = seconds of the period.
+-- Graduated tiers price each slice at its tier, volume tiers price the whole quantity
+-- at the tier its total falls in (bounds inclusive); with tiered_pricing off everything
+-- is priced at the first tier.
 with schedule as (
     select
         *,
