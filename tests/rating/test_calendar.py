@@ -23,9 +23,9 @@ from dagster_billing.warehouse.calendar import billing_period
 from dagster_billing.warehouse.database import Warehouse
 from tests.usage.helpers import create_organizations, insert_usage
 
-MONTHLY_ANCHOR = datetime(2028, 1, 31, 9, tzinfo=UTC)
-ANNUAL_ANCHOR = datetime(2028, 2, 29, 9, tzinfo=UTC)
-PARTITION = "2029-03-01"  # the spine reaches the period holding 2029-03-02
+MONTHLY_ANCHOR = datetime(2024, 1, 31, 9, tzinfo=UTC)
+ANNUAL_ANCHOR = datetime(2024, 2, 29, 9, tzinfo=UTC)
+PARTITION = "2026-03-01"  # the spine reaches the period holding 2026-03-02
 
 
 def _subscribe(engine: Engine) -> None:
@@ -87,20 +87,19 @@ def test_python_and_dbt_agree_on_every_period(warehouse: Warehouse, engine: Engi
 
     # What dbt bills, by hand (docs/rate-card.md: month-end anchors, annual term years).
     monthly, annual = dbt["sub-cal-monthly"], dbt["sub-cal-annual"]
-    assert [day(p[0]) for p in monthly] == [
-        "2028-01-31", "2028-02-29", "2028-03-31", "2028-04-30", "2028-05-31", "2028-06-30",
-        "2028-07-31", "2028-08-31", "2028-09-30", "2028-10-31", "2028-11-30", "2028-12-31",
-        "2029-01-31", "2029-02-28",
-    ]  # fmt: skip
+    starts = [day(p[0]) for p in monthly]
+    assert len(starts) == 26 and starts[-1] == "2026-02-28"
+    assert starts[:5] == ["2024-01-31", "2024-02-29", "2024-03-31", "2024-04-30", "2024-05-31"]
+    assert [d for d in starts if d[5:7] == "02"] == ["2024-02-29", "2025-02-28", "2026-02-28"]
     assert [p[0] for p in monthly[1:]] == [p[1] for p in monthly[:-1]]
     assert all(p[2:] == p[:2] for p in monthly)
-    assert [day(p[0]) for p in annual][:3] == ["2028-02-29", "2028-03-29", "2028-04-29"]
-    assert {(day(p[2]), day(p[3])) for p in annual[:12]} == {("2028-02-29", "2029-02-28")}
-    assert (day(annual[12][0]), day(annual[12][2]), day(annual[12][3])) == (
-        "2029-02-28",
-        "2029-02-28",
-        "2030-02-28",
-    )
+    assert len(annual) == 25
+    assert [day(p[0]) for p in annual][:3] == ["2024-02-29", "2024-03-29", "2024-04-29"]
+    assert [sorted({(day(p[2]), day(p[3])) for p in annual[y : y + 12]}) for y in (0, 12, 24)] == [
+        [("2024-02-29", "2025-02-28")],
+        [("2025-02-28", "2026-02-28")],
+        [("2026-02-28", "2027-02-28")],
+    ]
 
     # Python asks for the period holding any instant: first, last and middle of each.
     with engine.connect() as conn:
@@ -114,13 +113,13 @@ def test_python_and_dbt_agree_on_every_period(warehouse: Warehouse, engine: Engi
                 for at in (start, start + (end - start) / 2, end - timedelta(microseconds=1)):
                     assert _python_period(conn, anchor, cycle, at) == period, (cycle, at)
 
-    # The quota threshold's period is dbt's: Jan 31 09:00 to Feb 29 09:00 is 696 hours;
+    # The quota threshold's period is dbt's: 2024-01-31 09:00 to 02-29 09:00 is 696 hours;
     # 100 GB stored for 500 of them averages 71.839080 GB against Starter's 50.
     org = create_organizations(engine, "cal-monthly")["cal-monthly"]
     for hour in range(500):
         insert_usage(engine, org, "storage", MONTHLY_ANCHOR + timedelta(hours=hour), 100)
     with engine.begin() as conn:
-        crossings = record_threshold_crossings(conn, datetime(2028, 2, 29, 8, tzinfo=UTC))
+        crossings = record_threshold_crossings(conn, datetime(2024, 2, 29, 8, tzinfo=UTC))
         period = conn.execute(
             sa.text(
                 "select period_start, period_end, usage"
@@ -139,8 +138,8 @@ def test_python_and_dbt_agree_on_every_period(warehouse: Warehouse, engine: Engi
     # Cancelling at period end ends where dbt's fee period ends (the term year if annual).
     with engine.connect() as conn:
         for name, at, expected in (
-            ("monthly", datetime(2028, 2, 29, 8, tzinfo=UTC), monthly[0][3]),
-            ("annual", datetime(2029, 2, 28, 8, tzinfo=UTC), annual[11][3]),
+            ("monthly", datetime(2024, 2, 29, 8, tzinfo=UTC), monthly[0][3]),
+            ("annual", datetime(2026, 2, 28, 8, tzinfo=UTC), annual[23][3]),
         ):
             canceled = customers.cancel_subscription(
                 conn, f"sub-cal-{name}", actor="test", at_period_end=True, at=at
