@@ -22,8 +22,8 @@ from dagster_billing.customers.errors import CustomerError, NotFoundError
 from dagster_billing.customers.organizations import _jsonable, check_external_id, get_organization
 from dagster_billing.events import catalog as events
 from dagster_billing.events.outbox import write_events
-from dagster_billing.usage.thresholds import add_months, current_period
 from dagster_billing.warehouse import audit
+from dagster_billing.warehouse.calendar import billing_period
 from dagster_billing.warehouse.schema import organizations, subscription_changes, subscriptions
 
 CYCLES = ("monthly", "annual")
@@ -38,17 +38,6 @@ def _utc(value: datetime, field: str) -> datetime:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def fee_period(anchor: datetime, cycle: str, at: datetime) -> tuple[datetime, datetime]:
-    """The fee period holding `at`: a month from the anchor, or its term year if annual."""
-    start, end = current_period(anchor.astimezone(UTC), at.astimezone(UTC))
-    if cycle == "annual":
-        months = 0
-        while add_months(anchor, months + 12) <= start:
-            months += 12
-        return add_months(anchor, months), add_months(anchor, months + 12)
-    return start, end
 
 
 def _row(conn: Connection, external_id: str, lock: bool = False) -> dict[str, Any]:
@@ -117,11 +106,10 @@ def get_subscription(
     now = now or datetime.now(UTC)
     plan, seats = state_at(row, changes, now)
     ended = row["cancel_at"] is not None and row["cancel_at"] <= now
-    period = (
-        None
-        if ended or row["started_at"] > now
-        else fee_period(row["billing_anchor"], row["billing_cycle"], now)
-    )
+    period = None
+    if not ended and row["started_at"] <= now:
+        fees = billing_period(conn, row["billing_anchor"], row["billing_cycle"], now)
+        period = (fees.fee_start, fees.fee_end)
     return {
         **row,
         "current_plan_id": plan,
@@ -320,7 +308,7 @@ def cancel_subscription(
     if now <= row["started_at"]:
         raise CustomerError("at", f"not after the subscription's start {_iso(row['started_at'])}")
     if at_period_end:
-        cancel_at = fee_period(row["billing_anchor"], row["billing_cycle"], now)[1]
+        cancel_at = billing_period(conn, row["billing_anchor"], row["billing_cycle"], now).fee_end
         if row["cancel_at"] is not None and row["cancel_at"] <= cancel_at:
             raise CustomerError("at_period_end", f"already ends at {_iso(row['cancel_at'])}")
     else:

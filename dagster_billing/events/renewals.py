@@ -1,6 +1,8 @@
 """Renewal reminders: annual subscriptions renewing within the next N days get one
 `billing.subscription.renewal_upcoming` event per renewal (its date is in the dedupe key,
-so the daily run can look at a whole window and still write each reminder once)."""
+so the daily run can look at a whole window and still write each reminder once). The
+renewal is the end of the term year holding now, from the warehouse's billing calendar
+(`dictamesh_billing_period`), the date dbt bills the next year's fee on."""
 
 from __future__ import annotations
 
@@ -11,26 +13,19 @@ from sqlalchemy.engine import Connection
 
 from dagster_billing.events.catalog import subscription_renewal_upcoming
 from dagster_billing.events.outbox import write_events
-from dagster_billing.usage.thresholds import add_months
 
 _ANNUAL = sa.text(
     """
-    select s.external_id, g.external_id as organization, s.plan_id, s.billing_anchor,
-           g.currency, s.cancel_at
+    select s.external_id, g.external_id as organization, s.plan_id, g.currency, s.cancel_at,
+           p.fee_period_end as renews_at
     from dictamesh_billing_subscriptions s
     join dictamesh_billing_organizations g on g.id = s.organization_id
+    cross join lateral dictamesh_billing_period(s.billing_anchor, s.billing_cycle,
+        dictamesh_billing_period_index(s.billing_anchor, :now)) p
     where s.billing_cycle = 'annual' and s.status in ('active', 'past_due')
       and s.started_at <= :now
     """
 )
-
-
-def next_renewal(anchor: datetime, now: datetime) -> datetime:
-    """The first anniversary of the anchor after `now` (Feb 29 anchors renew Feb 28)."""
-    years = 1
-    while add_months(anchor, 12 * years) <= now:
-        years += 1
-    return add_months(anchor, 12 * years)
 
 
 def write_renewal_reminders(conn: Connection, now: datetime, days_ahead: int) -> int:
@@ -38,7 +33,7 @@ def write_renewal_reminders(conn: Connection, now: datetime, days_ahead: int) ->
     horizon = now + timedelta(days=days_ahead)
     events = []
     for row in conn.execute(_ANNUAL, {"now": now}):
-        renewal = next_renewal(row.billing_anchor, now)
+        renewal = row.renews_at
         if renewal > horizon or (row.cancel_at is not None and row.cancel_at <= renewal):
             continue
         events.append(

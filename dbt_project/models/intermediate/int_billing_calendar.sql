@@ -1,6 +1,7 @@
 -- The monthly period spine of every subscription: period k runs from anchor + k months
--- to anchor + k + 1 months (UTC, month-end rule in add_months_utc). Annual plans bill
--- usage monthly too; their fee periods are the term years around each month.
+-- to anchor + k + 1 months. Annual plans bill usage monthly too; their fee periods are
+-- the term years around each month. The dates come from the warehouse's calendar
+-- functions (macros/billing_calendar.sql), which the Python callers query too.
 -- The spine reaches the period holding the window end or the cancellation, whichever
 -- comes first: nothing later can be billed in this run.
 with subscriptions as (
@@ -19,53 +20,31 @@ bounds as (
 spine as (
     select
         bounds.subscription_id,
-        bounds.spine_end,
         bounds.billing_cycle,
         bounds.billing_anchor,
         months.period_index
     from bounds
     cross join
         lateral generate_series(
-            0,
-            -- one more than whole months: month-end clamping can put a date before the
-            -- spine end that age() does not count as a whole month (Jan 31 -> Feb 28)
-            {{ months_between_utc('bounds.billing_anchor', 'bounds.spine_end') }} + 1
+            0, {{ period_index_utc('bounds.billing_anchor', 'bounds.spine_end') }}
         ) as months (period_index)
     where bounds.spine_end > bounds.billing_anchor
 ),
 
-periods as (
-    select
-        subscription_id,
-        spine_end,
-        period_index,
-        {{ add_months_utc('billing_anchor', 'period_index') }} as period_start,
-        {{ add_months_utc('billing_anchor', 'period_index + 1') }} as period_end,
-        case
-            when billing_cycle = 'annual'
-                then {{ add_months_utc('billing_anchor', '12 * (period_index / 12)') }}
-            else {{ add_months_utc('billing_anchor', 'period_index') }}
-        end as fee_period_start,
-        case
-            when billing_cycle = 'annual'
-                then {{ add_months_utc('billing_anchor', '12 * (period_index / 12 + 1)') }}
-            else {{ add_months_utc('billing_anchor', 'period_index + 1') }}
-        end as fee_period_end,
-        billing_cycle = 'monthly' or period_index % 12 = 0 as is_fee_date
-    from spine
-),
-
 final as (
     select
-        subscription_id,
-        period_index,
-        period_start,
-        period_end,
-        fee_period_start,
-        fee_period_end,
-        is_fee_date
-    from periods
-    where period_start <= spine_end
+        spine.subscription_id,
+        spine.period_index,
+        period.period_start,
+        period.period_end,
+        period.fee_period_start,
+        period.fee_period_end,
+        period.is_fee_date
+    from spine
+    cross join
+        lateral {{ billing_period(
+            'spine.billing_anchor', 'spine.billing_cycle', 'spine.period_index'
+        ) }} as period
 )
 
 select * from final

@@ -5,9 +5,10 @@
 -- hour of the whole period (missing hours count 0). The overage quantity in billing
 -- units is rounded to 6 decimals once, after the subtraction, from one exact division:
 -- (used x h - sum(quota x seconds)) / (P x unit size), h = P for sums and 3,600 for
--- averages, P = seconds of the period. Graduated tiers price each slice at its tier,
--- volume tiers price the whole quantity at the tier its total falls in (bounds
--- inclusive); with tiered_pricing off everything is priced at the first tier.
+-- averages (usage_seconds, the warehouse's one definition), P = seconds of the period.
+-- Graduated tiers price each slice at its tier, volume tiers price the whole quantity
+-- at the tier its total falls in (bounds inclusive); with tiered_pricing off everything
+-- is priced at the first tier.
 with schedule as (
     select
         *,
@@ -106,11 +107,9 @@ overage as (
         end as sort_key,
         billable.invoice_key is not null as bills_overage,
         round(
-            coalesce(usage.used_quantity, 0)
-            * case
-                when metrics.aggregation = 'average' then 3600
-                else schedule.period_seconds
-            end
+            {{ usage_seconds(
+                'coalesce(usage.used_quantity, 0)', 'metrics.aggregation', 'schedule.period_seconds'
+            ) }}
             / (schedule.period_seconds * metrics.unit_size),
             6
         ) as used_units,
@@ -121,12 +120,11 @@ overage as (
         ) as included_units,
         round(
             (
-                coalesce(usage.used_quantity, 0)
-                * case
-                    when metrics.aggregation = 'average' then 3600
-                    else
-                        schedule.period_seconds
-                end
+                {{ usage_seconds(
+                    'coalesce(usage.used_quantity, 0)',
+                    'metrics.aggregation',
+                    'schedule.period_seconds'
+                ) }}
                 - coalesce(prorated_quotas.quota_seconds, 0)
             )
             / (

@@ -26,18 +26,11 @@ final as (
         monthly.metric,
         (monthly.month_start at time zone 'UTC')::date as month,
         monthly.total_quantity::numeric(24, 6) as total_quantity,
-        case
-            when metrics.aggregation = 'average'
-                then round(
-                    monthly.total_quantity * 3600
-                    / extract(epoch from (
-                        (monthly.month_start at time zone 'UTC' + interval '1 month')
-                        at time zone 'UTC' - monthly.month_start
-                    )),
-                    6
-                )
-            else monthly.total_quantity
-        end::numeric(24, 6) as billed_quantity,
+        {{ billed_usage(
+            'monthly.total_quantity',
+            'metrics.aggregation',
+            seconds_between('monthly.month_start', add_months_utc('monthly.month_start', 1))
+        ) }}::numeric(24, 6) as billed_quantity,
         monthly.hours_reported
     from monthly
     inner join metrics on monthly.metric = metrics.metric
