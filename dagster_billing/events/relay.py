@@ -398,18 +398,13 @@ def unpublished_count(conn: Connection) -> int:
 
 def delete_published(conn: Connection, older_than_days: int) -> int:
     """Retention: rows published more than `older_than_days` ago go, once notifications
-    and webhooks have taken them too; anything not yet consumed stays."""
+    and webhooks have taken them too; anything not yet consumed stays. (A trigger
+    deletes their publication with them.)"""
     return conn.execute(
         sa.text(
-            """
-            with gone as (
-                delete from dictamesh_billing_outbox o
-                using dictamesh_billing_outbox_published p
-                where p.id = o.id and p.published_at < now() - make_interval(days => :days)
-                    and o.notified_at is not null and o.webhooks_at is not null
-                returning o.id)
-            delete from dictamesh_billing_outbox_published p using gone where p.id = gone.id
-            """
+            "delete from dictamesh_billing_outbox o using dictamesh_billing_outbox_published p"
+            " where p.id = o.id and p.published_at < now() - make_interval(days => :days)"
+            " and o.notified_at is not null and o.webhooks_at is not null"
         ),
         {"days": older_than_days},
     ).rowcount

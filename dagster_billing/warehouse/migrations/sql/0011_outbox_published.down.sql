@@ -1,3 +1,5 @@
+drop trigger dictamesh_billing_outbox_forget on dictamesh_billing_outbox;
+drop function dictamesh_billing_outbox_forget();
 drop trigger dictamesh_billing_outbox_queue on dictamesh_billing_outbox;
 drop function dictamesh_billing_outbox_queue();
 

@@ -11,7 +11,9 @@
 -- * dictamesh_billing_outbox_published: when each row was published, insert-only.
 --
 -- The relay moves ids from the first to the second in one statement, after the broker's
--- delivery report; a row is in exactly one of the two.
+-- delivery report; a row is in exactly one of the two, and leaves both when it is
+-- deleted (statement triggers, not foreign keys: a key check would cost every outbox
+-- insert and every mark a lookup, ~30% more per written row).
 drop index dictamesh_billing_outbox_unpublished;  -- its name is the queue's now
 
 create table dictamesh_billing_outbox_unpublished (
@@ -43,3 +45,17 @@ create trigger dictamesh_billing_outbox_queue
     after insert on dictamesh_billing_outbox
     referencing new table as inserted
     for each statement execute function dictamesh_billing_outbox_queue();
+
+create function dictamesh_billing_outbox_forget() returns trigger
+language plpgsql as $$
+begin
+    delete from dictamesh_billing_outbox_unpublished u using deleted d where u.id = d.id;
+    delete from dictamesh_billing_outbox_published p using deleted d where p.id = d.id;
+    return null;
+end;
+$$;
+
+create trigger dictamesh_billing_outbox_forget
+    after delete on dictamesh_billing_outbox
+    referencing old table as deleted
+    for each statement execute function dictamesh_billing_outbox_forget();
