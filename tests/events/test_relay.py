@@ -232,6 +232,29 @@ def _seat_change(org: str, change_id: str) -> Event:
     )
 
 
+def test_a_relay_stopped_mid_outbox_marks_what_it_sent_so_nothing_arrives_twice(
+    engine: Engine, kafka_broker: str, topic: str
+) -> None:
+    _drain(engine, kafka_broker, create_topic(kafka_broker))
+    start = _max_id(engine)
+    write_seat_changes(engine, "org-stop", 3000, "stop")
+    stop = threading.Event()
+    relay = _relay(engine, kafka_broker, topic, batch_size=200, stop=stop)
+    follower = threading.Thread(target=relay.follow, kwargs={"idle_seconds": 0.2})
+    follower.start()
+    deadline = time.monotonic() + 30
+    while relay.pending() == 3000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()  # batches are in flight now
+    follower.join(timeout=30)
+    assert not follower.is_alive()
+    _drain(engine, kafka_broker, topic)
+
+    ids = [m.headers["ce_id"] for m in consume(kafka_broker, topic, 3000)]
+    assert len(ids) == 3000
+    assert set(ids) == _outbox_ids(engine, start)
+
+
 def _cli_env(warehouse: Warehouse, bootstrap: str, topic: str) -> dict[str, str]:
     return {
         **os.environ,
