@@ -28,6 +28,7 @@ served in bulk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -39,7 +40,7 @@ from functools import cache, partial
 from typing import Any
 
 import sqlalchemy as sa
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from sqlalchemy.engine import Connection, Engine
 
 from dagster_billing.events.catalog import EVENT_TYPES, SOURCE, dataschema
@@ -51,6 +52,8 @@ log = logging.getLogger("dagster_billing.events.relay")
 RELAY_LOCK = "dictamesh_billing_outbox_relay"
 # Batches are marked on this many connections while the next ones are read and produced.
 MARK_THREADS = 1
+# How long a new producer waits for the topic's metadata before producing anyway.
+TOPIC_LOOKUP_SECONDS = 2.0
 # Batches produced and awaiting their delivery reports at once (see `_batches`).
 IN_FLIGHT = 2
 # Delivery reports are served every this many messages (one poll serves all that
@@ -207,7 +210,16 @@ class Relay:
     def producer(self) -> Producer:
         if self._producer is None:
             self._producer = self._factory(self._config)
+            self._look_up_topic(self._producer)
         return self._producer
+
+    def _look_up_topic(self, producer: Producer) -> None:
+        """Fetch the topic's metadata before the first produce: otherwise librdkafka holds
+        the first messages until it has looked the topic up (~0.5 s against Tansu), and
+        the relay waits for them with its second batch already queued. An unreachable
+        broker is not an error here: the produce path waits for it and says so."""
+        with contextlib.suppress(KafkaException):
+            producer.list_topics(self.topic, timeout=TOPIC_LOOKUP_SECONDS)
 
     def _produce(self, rows: list[OutboxRow]) -> _Batch:
         """One producer span per batch (a span per event would cost more than the produce);
@@ -325,6 +337,7 @@ class Relay:
         in_flight: deque[_Batch] = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-read") as reader:
             ahead = reader.submit(self._read, 0)
+            self.producer()  # connects and looks the topic up while the first batch is read
             while True:
                 # Once stopped, nothing new is produced; what is in flight is still
                 # awaited and marked, so a clean stop sends nothing twice.
