@@ -20,10 +20,10 @@ published is still found: no high-water mark to skip it. (Rejected: a HOT update
 fillfactor ~50 on the outbox and still a way to find unpublished rows; an anti-join
 against the log needs a gap-safe scan start, i.e. transaction-id bookkeeping.)
 
-Throughput (docs/performance.md): the next batch is read while the current one is
-produced; two batches are in flight (the broker keeps receiving while the older one's
-reports come in); rows arrive as the bytes they are sent as; delivery reports are
-served in bulk.
+Throughput (docs/performance.md): the topic is looked up while the first batch is read;
+the next batch is read while the current one is produced; two batches are in flight
+(the broker keeps receiving while the older one's reports come in); rows arrive as the
+bytes they are sent as; delivery reports are served in bulk.
 """
 
 from __future__ import annotations
