@@ -34,7 +34,7 @@ from dagster_billing.catalog import load_catalog
 from dagster_billing.catalog.sync import sync_catalog
 from dagster_billing.events import catalog
 from dagster_billing.events.outbox import write_events
-from dagster_billing.events.relay import _UNPUBLISHED, Relay, cloudevent_headers
+from dagster_billing.events.relay import Relay, cloudevent_headers, read_unpublished
 from dagster_billing.invoicing.document import Seller
 from dagster_billing.invoicing.finalize import finalize_window
 from dagster_billing.invoicing.marts import CONTRACT_DDL
@@ -115,7 +115,7 @@ def _fill_outbox(engine: sa.Engine, events: int, orgs: int) -> None:
 
 def _bare_produce(bootstrap: str, topic: str, rows: list) -> float:
     """The same messages through a bare idempotent producer: the ceiling for the relay."""
-    messages = [(r.organization.encode(), r.payload.encode(), cloudevent_headers(r)) for r in rows]
+    messages = [(r[3], r[2], cloudevent_headers(r)) for r in rows]
     producer = Producer(KafkaResource(bootstrap_servers=bootstrap).producer_config())
     start = time.perf_counter()
     for key, value, headers in messages:
@@ -242,7 +242,7 @@ def main() -> None:
                 sync_catalog(conn, load_catalog())
             _fill_outbox(engine, args.events, args.orgs)
             with engine.connect() as conn:
-                rows = conn.execute(_UNPUBLISHED, {"after": 0, "limit": args.events}).all()
+                rows = read_unpublished(conn, 0, args.events)
             bare_seconds = _bare_produce(bootstrap, _topic(bootstrap, "bench-bare"), rows)
 
             topic = _topic(bootstrap, "bench-relay")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import sqlalchemy as sa
 
-from dagster_billing.events.relay import Relay, delete_published
+from dagster_billing.events.relay import Relay, delete_published, unpublished_count
 from dagster_billing.events.renewals import write_renewal_reminders
 from dagster_billing.events.webhooks import WebhookDispatcher
 from dagster_billing.resources import InvoicingResource, WarehouseResource
@@ -52,12 +52,7 @@ def billing_events_published(
 
 def _pending(warehouse: WarehouseResource) -> int:
     with warehouse.engine().connect() as conn:
-        return int(
-            conn.scalar(
-                sa.text("select count(*) from dictamesh_billing_outbox where published_at is null")
-            )
-            or 0
-        )
+        return unpublished_count(conn)
 
 
 @dg.asset(group_name="warehouse", kinds={"postgres"})
@@ -144,12 +139,8 @@ def billing_events_sensor(
     saw; the cursor is the highest outbox id, so one new batch of events asks for one run
     (rows an earlier run left waiting go with the next one)."""
     with warehouse.engine().connect() as conn:
-        newest, pending = conn.execute(
-            sa.text(
-                "select coalesce(max(id), 0), count(*) filter (where published_at is null)"
-                " from dictamesh_billing_outbox"
-            )
-        ).one()
+        newest = conn.scalar(sa.text("select coalesce(max(id), 0) from dictamesh_billing_outbox"))
+        pending = unpublished_count(conn)
         retries = conn.scalar(
             sa.text(
                 "select count(*) from dictamesh_billing_webhook_deliveries"

@@ -25,8 +25,8 @@ SCHEMA_DIR = PROJECT_ROOT / "docs" / "events"
 SCHEMA_BASE_URL = "https://schemas.dictamesh.dev/billing/events"
 SOURCE = "/dictamesh/billing"
 
-# type -> payload schema version. The seed's ten, plus the renewal reminder the daily
-# renewal schedule writes (beyond the seed).
+# type -> payload schema version. The seed's ten, plus (beyond the seed) the renewal
+# reminder the daily renewal schedule writes, voided invoices, refunds and failed runs.
 EVENT_TYPES: dict[str, int] = {
     "billing.subscription.created": 1,
     "billing.subscription.updated": 1,
@@ -35,10 +35,13 @@ EVENT_TYPES: dict[str, int] = {
     "billing.invoice.created": 1,
     "billing.invoice.paid": 1,
     "billing.invoice.overdue": 1,
+    "billing.invoice.voided": 1,
     "billing.payment.succeeded": 1,
     "billing.payment.failed": 1,
+    "billing.payment.refunded": 1,
     "billing.usage.threshold_reached": 1,
     "billing.credit.applied": 1,
+    "billing.dagster_run.failed": 1,
 }
 
 
@@ -223,6 +226,39 @@ def credit_applied(
     )
 
 
+def invoice_voided(
+    *,
+    invoice_id: int,
+    number: str,
+    organization_id: int,
+    previous_status: str,
+    reason: str,
+    voided_at: datetime,
+    amount_due: Decimal,
+    currency: str,
+    credits_returned: Decimal,
+) -> Event:
+    """An issued invoice cancelled (its applied credits returned); once per invoice."""
+    return Event(
+        "billing.invoice.voided",
+        "invoice",
+        str(invoice_id),
+        f"billing.invoice.voided:{invoice_id}",
+        {
+            "invoice_id": invoice_id,
+            "number": number,
+            "organization_id": organization_id,
+            "previous_status": previous_status,
+            "reason": reason,
+            "voided_at": voided_at.isoformat(),
+            "amount_due": _money(amount_due),
+            "currency": currency,
+            "credits_returned": _money(credits_returned),
+        },
+        voided_at,
+    )
+
+
 @dataclass(frozen=True)
 class Charge:
     """The facts every payment event carries: one attempt to collect an invoice.
@@ -291,6 +327,65 @@ def payment_failed(
             "decline_code": decline_code,
             "next_attempt_at": next_attempt_at.isoformat() if next_attempt_at else None,
         },
+    )
+
+
+def payment_refunded(
+    *,
+    payment_id: int,
+    credit_note: str,
+    invoice_id: int,
+    invoice_number: str,
+    organization_id: int,
+    amount: Decimal,
+    currency: str,
+    reason: str | None,
+    refunded_at: datetime,
+) -> Event:
+    """Money returned against a payment, as a credit note; once per credit note."""
+    return Event(
+        "billing.payment.refunded",
+        "payment",
+        str(payment_id),
+        f"billing.payment.refunded:{credit_note}",
+        {
+            "credit_note": credit_note,
+            "invoice_id": invoice_id,
+            "invoice_number": invoice_number,
+            "payment_id": payment_id,
+            "organization_id": organization_id,
+            "amount": _money(amount),
+            "currency": currency,
+            "reason": reason,
+            "refunded_at": refunded_at.isoformat(),
+        },
+        refunded_at,
+    )
+
+
+def dagster_run_failed(
+    *,
+    run_id: str,
+    job_name: str,
+    partition_key: str | None,
+    error: str | None,
+    failed_at: datetime,
+) -> Event:
+    """A Dagster run of this code location failed (the run-failure sensor); once per run.
+    No organization: its Kafka key is the run id."""
+    return Event(
+        "billing.dagster_run.failed",
+        "dagster_run",
+        run_id,
+        f"billing.dagster_run.failed:{run_id}",
+        {
+            "run_id": run_id,
+            "job_name": job_name,
+            "partition_key": partition_key,
+            "error": error,
+            "failed_at": failed_at.isoformat(),
+        },
+        failed_at,
     )
 
 

@@ -14,6 +14,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from dagster_billing.events import catalog
 from dagster_billing.events.outbox import Event, write_events
 from dagster_billing.invoicing import InvoicingError
 from dagster_billing.warehouse import audit
@@ -74,23 +75,16 @@ def void_invoice(
     write_events(
         conn,
         [
-            Event(
-                "billing.invoice.voided",
-                "invoice",
-                str(invoice["id"]),
-                f"billing.invoice.voided:{invoice['id']}",
-                {
-                    "invoice_id": invoice["id"],
-                    "number": number,
-                    "organization_id": invoice["organization_id"],
-                    "previous_status": invoice["status"],
-                    "reason": reason,
-                    "voided_at": at.isoformat(),
-                    "amount_due": str(invoice["amount_due"]),
-                    "currency": invoice["currency"].strip(),
-                    "credits_returned": str(sum((r["amount"] for r in reversals), Decimal(0))),
-                },
-                at,
+            catalog.invoice_voided(
+                invoice_id=invoice["id"],
+                number=number,
+                organization_id=invoice["organization_id"],
+                previous_status=invoice["status"],
+                reason=reason,
+                voided_at=at,
+                amount_due=invoice["amount_due"],
+                currency=invoice["currency"].strip(),
+                credits_returned=sum((r["amount"] for r in reversals), Decimal(0)),
             )
         ],
     )

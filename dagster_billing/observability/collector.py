@@ -197,7 +197,7 @@ def payments(conn: Connection, _schema: str) -> list[Metric]:
 
 def outbox(conn: Connection, _schema: str) -> list[Metric]:
     """How far the relay is behind: unpublished events and the oldest one's age (0 when
-    all are published), through the partial index on unpublished rows."""
+    all are published), from the relay's queue of unpublished ids."""
     pending = _gauge("outbox_unpublished", "Outbox events not yet published to Kafka.")
     age = _gauge(
         "outbox_oldest_unpublished_age_seconds",
@@ -207,10 +207,9 @@ def outbox(conn: Connection, _schema: str) -> list[Metric]:
         sa.text(
             """
             select count(*) as n,
-                   coalesce(extract(epoch from now() - (
-                       select min(created_at) from dictamesh_billing_outbox
-                       where published_at is null)), 0) as age
-            from dictamesh_billing_outbox where published_at is null
+                   coalesce(extract(epoch from now() - min(o.created_at)), 0) as age
+            from dictamesh_billing_outbox_unpublished u
+            join dictamesh_billing_outbox o on o.id = u.id
             """
         )
     ).one()

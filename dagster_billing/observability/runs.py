@@ -22,9 +22,9 @@ from typing import Any
 import dagster as dg
 from sqlalchemy.engine import Engine
 
+from dagster_billing.events import catalog
 from dagster_billing.events.outbox import Event, write_events
 from dagster_billing.observability import tracing
-from dagster_billing.observability.collector import RUN_FAILED_EVENT
 from dagster_billing.resources import WarehouseResource
 
 SERVICE_NAME = "dictamesh-billing-dagster"
@@ -86,19 +86,12 @@ def run_failure_event(run: Any, message: str | None, at: datetime) -> Event:
     """The outbox event for one failed run; the message is cut short (a stack trace
     belongs in the Dagster UI, which the payload links to by run id)."""
     first_line = (message or "").strip().splitlines()[:1]
-    return Event(
-        event_type=RUN_FAILED_EVENT,
-        aggregate_type="dagster_run",
-        aggregate_id=run.run_id,
-        dedupe_key=f"{RUN_FAILED_EVENT}:{run.run_id}",
-        payload={
-            "run_id": run.run_id,
-            "job_name": run.job_name,
-            "partition_key": partition_label(run.tags),
-            "error": first_line[0][:ERROR_CHARS] if first_line else None,
-            "failed_at": at.isoformat(),
-        },
-        occurred_at=at,
+    return catalog.dagster_run_failed(
+        run_id=run.run_id,
+        job_name=run.job_name,
+        partition_key=partition_label(run.tags),
+        error=first_line[0][:ERROR_CHARS] if first_line else None,
+        failed_at=at,
     )
 
 

@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from dagster_billing.events.outbox import Event, write_events
+from dagster_billing.events import catalog
+from dagster_billing.events.outbox import write_events
 from dagster_billing.invoicing.document import Formatter, Seller, customer_address_lines
 from dagster_billing.invoicing.finalize import format_number
 from dagster_billing.invoicing.pdf import write_atomically
@@ -444,13 +445,16 @@ def _succeed(
     write_events(
         conn,
         [
-            Event(
-                "billing.payment.refunded",
-                "payment",
-                str(payment["id"]),
-                f"billing.payment.refunded:{note['number']}",
-                payload,
-                at,
+            catalog.payment_refunded(
+                payment_id=payment["id"],
+                credit_note=note["number"],
+                invoice_id=invoice["id"],
+                invoice_number=invoice["number"],
+                organization_id=invoice["organization_id"],
+                amount=note["amount"],
+                currency=note["currency"].strip(),
+                reason=note["reason"],
+                refunded_at=at,
             )
         ],
     )

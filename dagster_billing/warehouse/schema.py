@@ -434,12 +434,20 @@ outbox = _table(
     Column("payload", JSONB),
     Column("headers", JSONB),
     Column("occurred_at", TIMESTAMPTZ),
-    Column("published_at", TIMESTAMPTZ),
     Column("attempts", Integer),
     Column("last_error", Text),
     Column("notified_at", TIMESTAMPTZ),
     Column("webhooks_at", TIMESTAMPTZ),
     Column("created_at", TIMESTAMPTZ),
+)
+
+# The relay's progress (migration 0011): each outbox id is in exactly one of these.
+outbox_unpublished = _table("outbox_unpublished", Column("id", BigInteger, primary_key=True))
+
+outbox_published = _table(
+    "outbox_published",
+    Column("id", BigInteger, primary_key=True),
+    Column("published_at", TIMESTAMPTZ),
 )
 
 stripe_webhook_events = _table(

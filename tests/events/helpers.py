@@ -17,7 +17,9 @@ AT = datetime(2026, 11, 2, 9, tzinfo=UTC)
 
 def every_type(billing: Billing, engine: Engine) -> tuple[str, str]:
     """Two organizations, each with one event of every catalogue type, written by the
-    code that writes them in production where it exists (finalize, pay, overdue)."""
+    code that writes them in production where it exists (finalize, pay, overdue), else
+    by the catalogue builder that code calls. (A failed run has no organization: its
+    Kafka key is the run id.)"""
     orgs = []
     for n, currency in enumerate(("USD", "EUR")):
         customer = billing.customer(currency=currency)
@@ -93,6 +95,35 @@ def every_type(billing: Billing, engine: Engine) -> tuple[str, str]:
                         failed_at=day(4, 2),
                         failure_code="card_declined",
                         next_attempt_at=day(5, 2),
+                    ),
+                    catalog.invoice_voided(
+                        invoice_id=int(invoice["id"]) + 1000,
+                        number=f"EV{n}-VOID",
+                        organization_id=customer.organization_id,
+                        previous_status="open",
+                        reason="issued twice",
+                        voided_at=day(5, 3),
+                        amount_due=Decimal("43.90"),
+                        currency=currency,
+                        credits_returned=Decimal("10.00"),
+                    ),
+                    catalog.payment_refunded(
+                        payment_id=n + 1,
+                        credit_note=f"EV{n}-CN-1",
+                        invoice_id=int(invoice["id"]),
+                        invoice_number=str(invoice["number"]),
+                        organization_id=customer.organization_id,
+                        amount=Decimal("5.00"),
+                        currency=currency,
+                        reason="goodwill",
+                        refunded_at=day(6, 2),
+                    ),
+                    catalog.dagster_run_failed(
+                        run_id=f"run-{org}",
+                        job_name="billing_daily",
+                        partition_key="2026-03-01",
+                        error="dbt model int_invoice_lines failed",
+                        failed_at=day(6, 3),
                     ),
                     catalog.usage_threshold_reached(
                         organization_db_id=customer.organization_id,

@@ -27,7 +27,7 @@ from dagster_billing.assets.events import (
 )
 from dagster_billing.events import catalog
 from dagster_billing.events.outbox import Event, write_events
-from dagster_billing.events.relay import Relay
+from dagster_billing.events.relay import Relay, mark_published
 from dagster_billing.resources import WarehouseResource
 from dagster_billing.resources.kafka import KafkaResource
 from dagster_billing.warehouse.database import Warehouse
@@ -73,14 +73,17 @@ def test_every_event_type_arrives_as_a_valid_cloudevent_keyed_and_ordered_by_org
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
-                "select event_id::text, event_type, payload, published_at"
-                " from dictamesh_billing_outbox where id > :s order by id"
+                "select o.event_id::text, o.event_type, o.payload, p.published_at"
+                " from dictamesh_billing_outbox o"
+                " left join dictamesh_billing_outbox_published p on p.id = o.id"
+                " where o.id > :s order by o.id"
             ),
             {"s": start},
         ).all()
     assert published >= len(rows) == 2 * len(catalog.EVENT_TYPES)
     assert all(row.published_at is not None for row in rows)
-    messages = [m for m in consume(kafka_broker, topic, published) if m.key in (first, second)]
+    ours = {row.event_id for row in rows}
+    messages = [m for m in consume(kafka_broker, topic, published) if m.headers["ce_id"] in ours]
     assert {m.headers["ce_type"] for m in messages} == set(catalog.EVENT_TYPES)
 
     for message in messages:
@@ -178,10 +181,7 @@ def test_relay_dying_between_produce_and_mark_duplicates_but_never_loses(
     with engine.connect() as conn:
         assert (
             conn.scalar(
-                sa.text(
-                    "select count(*) from dictamesh_billing_outbox where id > :s"
-                    " and published_at is null"
-                ),
+                sa.text("select count(*) from dictamesh_billing_outbox_unpublished where id > :s"),
                 {"s": start},
             )
             == 300
@@ -192,6 +192,67 @@ def test_relay_dying_between_produce_and_mark_duplicates_but_never_loses(
     ids = [m.headers["ce_id"] for m in messages]
     assert len(ids) == 600  # each event twice...
     assert set(ids) == _outbox_ids(engine, start)  # ...under one ce_id: a consumer dedupes
+
+
+def test_a_row_whose_transaction_commits_after_a_later_id_is_published_anyway(
+    engine: Engine, kafka_broker: str, topic: str
+) -> None:
+    """The classic outbox gap: ids come from a sequence, but transactions commit in any
+    order, so a relay that remembered the highest id it published would skip this row."""
+    _drain(engine, kafka_broker, create_topic(kafka_broker))
+    start = _max_id(engine)
+    with engine.connect() as slow:
+        with slow.begin():
+            write_events(slow, [_seat_change("org-gap", "slow")])  # the smaller id...
+            write_seat_changes(engine, "org-gap", 1, "fast")  # ...commits after this one
+            assert _drain(engine, kafka_broker, topic) == 1
+        assert _drain(engine, kafka_broker, topic) == 1
+    with engine.connect() as conn:
+        keys = conn.execute(
+            sa.text(
+                "select o.dedupe_key from dictamesh_billing_outbox o"
+                " join dictamesh_billing_outbox_published p on p.id = o.id"
+                " where o.id > :s order by o.id"
+            ),
+            {"s": start},
+        ).scalars()
+        assert [k.rsplit(":", 1)[-1] for k in keys] == ["slow", "fast-0"]
+    assert {m.headers["ce_id"] for m in consume(kafka_broker, topic, 2)} == _outbox_ids(
+        engine, start
+    )
+
+
+def _seat_change(org: str, change_id: str) -> Event:
+    return catalog.subscription_updated(
+        subscription_id=f"sub-{org}",
+        organization_id=org,
+        effective_at=AT,
+        change_id=change_id,
+        changes={"seats": {"from": 1, "to": 2}},
+    )
+
+
+def test_a_relay_stopped_mid_outbox_marks_what_it_sent_so_nothing_arrives_twice(
+    engine: Engine, kafka_broker: str, topic: str
+) -> None:
+    _drain(engine, kafka_broker, create_topic(kafka_broker))
+    start = _max_id(engine)
+    write_seat_changes(engine, "org-stop", 3000, "stop")
+    stop = threading.Event()
+    relay = _relay(engine, kafka_broker, topic, batch_size=200, stop=stop)
+    follower = threading.Thread(target=relay.follow, kwargs={"idle_seconds": 0.2})
+    follower.start()
+    deadline = time.monotonic() + 30
+    while relay.pending() == 3000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()  # batches are in flight now
+    follower.join(timeout=30)
+    assert not follower.is_alive()
+    _drain(engine, kafka_broker, topic)
+
+    ids = [m.headers["ce_id"] for m in consume(kafka_broker, topic, 3000)]
+    assert len(ids) == 3000
+    assert set(ids) == _outbox_ids(engine, start)
 
 
 def _cli_env(warehouse: Warehouse, bootstrap: str, topic: str) -> dict[str, str]:
@@ -216,10 +277,7 @@ def test_relay_follow_killed_outright_then_restarted_loses_nothing_and_stops_on_
     deadline = time.monotonic() + 60
     with engine.connect() as conn:
         while time.monotonic() < deadline and not conn.scalar(
-            sa.text(
-                "select count(*) from dictamesh_billing_outbox where id > :s"
-                " and published_at is not null"
-            ),
+            sa.text("select count(*) from dictamesh_billing_outbox_published where id > :s"),
             {"s": start},
         ):
             conn.rollback()
@@ -281,12 +339,27 @@ def test_retention_deletes_only_old_published_rows(warehouse: Warehouse, engine:
         )
         conn.execute(
             sa.text(
-                "update dictamesh_billing_outbox set published_at = now() - :age,"
-                " notified_at = now(), webhooks_at = now() where dedupe_key = any(:keys)"
+                "update dictamesh_billing_outbox set notified_at = now(), webhooks_at = now()"
+                " where dedupe_key like 'retention-%'"
+            )
+        )
+        ids = dict(
+            conn.execute(
+                sa.text(
+                    "select dedupe_key, id from dictamesh_billing_outbox"
+                    " where dedupe_key like 'retention-%'"
+                )
+            ).all()
+        )
+        mark_published(conn, [ids["retention-0"], ids["retention-1"]])
+        conn.execute(
+            sa.text(
+                "update dictamesh_billing_outbox_published set published_at = now() - :age"
+                " where id = :id"
             ),
             [
-                {"age": timedelta(days=30), "keys": ["retention-0"]},
-                {"age": timedelta(days=1), "keys": ["retention-1"]},
+                {"age": timedelta(days=30), "id": ids["retention-0"]},
+                {"age": timedelta(days=1), "id": ids["retention-1"]},
             ],
         )
     warehouse_resource = WarehouseResource(dsn=warehouse.libpq_url(), data_dir="/nonexistent")
@@ -307,7 +380,14 @@ def test_retention_deletes_only_old_published_rows(warehouse: Warehouse, engine:
                 )
             )
         )
-    assert left == {"retention-1", "retention-2"}
+        orphans = conn.scalar(
+            sa.text(
+                "select count(*) from dictamesh_billing_outbox_published p"
+                " where not exists (select 1 from dictamesh_billing_outbox o where o.id = p.id)"
+            )
+        )
+    assert left == {"retention-1", "retention-2"}  # the unpublished one stays, taken or not
+    assert orphans == 0  # the deleted row's publication went with it
 
 
 def test_sensor_asks_for_one_run_per_new_batch_of_events(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import jsonschema
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from dagster_billing.events import catalog
 from dagster_billing.invoicing import InvoicingError
 from dagster_billing.invoicing.lifecycle import (
     mark_overdue,
@@ -219,3 +221,4 @@ def test_voiding_writes_an_outbox_event(billing: Billing, engine: Engine) -> Non
         "currency": "USD",
         "credits_returned": "10.000000",
     }
+    jsonschema.validate(events[0].payload, catalog.load_schema("billing.invoice.voided"))

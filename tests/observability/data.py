@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from dagster_billing.demo import load_demo_data, load_demo_usage
 from dagster_billing.events.outbox import Event, write_events
+from dagster_billing.events.relay import mark_published
 from dagster_billing.observability.runs import run_failure_event
 from dagster_billing.warehouse import schema
 from dagster_billing.warehouse.partitions import ensure_partitions_for
@@ -109,8 +110,10 @@ def load_operations_data(conn: Connection, now: datetime) -> None:
     conn.execute(
         sa.update(schema.outbox)
         .where(schema.outbox.c.dedupe_key == "ops:0")
-        .values(published_at=now, created_at=now - timedelta(minutes=30))
+        .values(created_at=now - timedelta(minutes=30))
     )
+    ops_0 = sa.select(schema.outbox.c.id).where(schema.outbox.c.dedupe_key == "ops:0")
+    mark_published(conn, list(conn.scalars(ops_0)))
     conn.execute(
         sa.update(schema.outbox)
         .where(schema.outbox.c.dedupe_key == "ops:1")

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import jsonschema
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from dagster_billing.events import catalog
 from dagster_billing.invoicing.document import Seller
 from dagster_billing.payments import PaymentError
 from dagster_billing.payments.charging import charge_invoice
@@ -83,12 +85,26 @@ def test_partial_refunds_never_exceed_what_was_paid(
             ),
             {"n": invoice.number},
         )
+        refunded = conn.scalars(
+            sa.text(
+                "select payload from dictamesh_billing_outbox"
+                " where event_type = 'billing.payment.refunded' order by id"
+            )
+        ).all()
     assert ledger == [
         ("payment", Decimal("100.00")),
         ("refund", Decimal("-30.00")),
         ("refund", Decimal("-70.00")),
     ]
     assert audited == 2
+    assert [(e["credit_note"], Decimal(e["amount"])) for e in refunded] == [
+        (first.number, Decimal("30.00")),
+        (second.number, Decimal("70.00")),
+    ]
+    for payload in refunded:
+        assert (payload["payment_id"], payload["invoice_id"]) == (row["id"], invoice.id)
+        assert isinstance(payload["organization_id"], int)  # the Kafka key's source
+        jsonschema.validate(payload, catalog.load_schema("billing.payment.refunded"))
 
 
 def test_an_unpaid_invoice_cannot_be_refunded(engine: Engine, gateway, open_invoice) -> None:
