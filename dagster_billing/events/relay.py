@@ -9,7 +9,7 @@ The key is the organization's external id, so one organization's events stay in 
 partition, in outbox order (the producer is idempotent: its retries neither duplicate
 nor reorder). One relay at a time holds a Postgres advisory lock.
 
-Progress lives beside the outbox, never in its rows (migration 0011): a trigger queues
+Progress lives beside the outbox, never in its rows (migration 0012): a trigger queues
 each inserted id in `dictamesh_billing_outbox_unpublished`, and marking moves delivered
 ids from there to the insert-only `dictamesh_billing_outbox_published` (id,
 published_at). Updating `published_at` on the wide jsonb rows could not be HOT (the

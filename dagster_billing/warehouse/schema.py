@@ -441,7 +441,7 @@ outbox = _table(
     Column("created_at", TIMESTAMPTZ),
 )
 
-# The relay's progress (migration 0011): each outbox id is in exactly one of these.
+# The relay's progress (migration 0012): each outbox id is in exactly one of these.
 outbox_unpublished = _table("outbox_unpublished", Column("id", BigInteger, primary_key=True))
 
 outbox_published = _table(

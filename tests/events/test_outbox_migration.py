@@ -1,4 +1,4 @@
-"""Migration 0011 moves the relay's progress out of the outbox rows and back, losing none;
+"""Migration 0012 moves the relay's progress out of the outbox rows and back, losing none;
 its triggers keep the queue and the log in step with the outbox."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ PUBLISHED_AT = "2026-11-02 09:00:00+00"
 def test_published_rows_go_to_the_log_and_the_rest_to_the_queue_and_back(
     blank_engine: Engine,
 ) -> None:
-    migrate.upgrade(blank_engine, "0010_rerate_adjustments")
+    migrate.upgrade(blank_engine, "0011_billing_calendar")
     with blank_engine.begin() as conn:
         conn.execute(
             sa.text(
@@ -41,7 +41,7 @@ def test_published_rows_go_to_the_log_and_the_rest_to_the_queue_and_back(
         logged = list(conn.scalars(sa.text("select id from dictamesh_billing_outbox_published")))
     assert (sorted(queued), sorted(logged)) == ([3, 5], [4, 6])
 
-    migrate.downgrade(blank_engine, "0010_rerate_adjustments")
+    migrate.downgrade(blank_engine, "0011_billing_calendar")
     with blank_engine.connect() as conn:
         rows = conn.execute(
             sa.text("select id, published_at::text from dictamesh_billing_outbox order by id")
