@@ -87,10 +87,13 @@ def test_open_invoices_past_due_are_marked_overdue_once(billing: Billing, engine
     late = billing.draft(billing.customer(), day(1, 5), _fee())
     paid = billing.draft(billing.customer(), day(1, 5), _fee())
     billing.finalize(day(1, 5), prefix="OD-", due_days=10)
+    # which of the two gets number 1 depends on what earlier tests left in the warehouse
+    number = billing.invoice(late)["number"]
+    assert number.startswith("OD-2026-")
     with engine.begin() as conn:
         mark_paid(conn, billing.invoice(paid)["number"], at=day(1, 10))
         assert mark_overdue(conn, day(1, 15)) == []  # due at exactly Jan 15: not yet past
-        assert mark_overdue(conn, day(1, 16)) == ["OD-2026-000001"]
+        assert mark_overdue(conn, day(1, 16)) == [number]
         assert mark_overdue(conn, day(1, 17)) == []
     assert billing.invoice(late)["overdue_at"] == day(1, 16)
     assert billing.invoice(paid)["overdue_at"] is None
@@ -102,7 +105,7 @@ def test_open_invoices_past_due_are_marked_overdue_once(billing: Billing, engine
             ),
             {"i": str(billing.invoice(late)["id"])},
         ).all()
-    assert [e.payload["number"] for e in events] == ["OD-2026-000001"]
+    assert [e.payload["number"] for e in events] == [number]
 
 
 def test_a_redelivered_payment_is_a_no_op(billing: Billing, engine: Engine) -> None:
