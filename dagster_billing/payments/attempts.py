@@ -160,21 +160,35 @@ def _charge(attempt: RowMapping) -> events.Charge:
     )
 
 
-def _update(
-    conn: Connection, payment_id: int, where: Any, values: dict[str, Any]
-) -> RowMapping | None:
-    """Update the attempt if `where` still holds (checked on the row as locked); returns it
-    with its invoice's facts, or None when `where` did not hold."""
+# Statements built once (a charge run executes them thousands of times; building one
+# costs more than a round trip's worth of CPU). The columns to set come from the parameters.
+_UNCHANGED = sa.or_(
+    payments.c.status.in_(["succeeded", "refunded"]),
+    sa.and_(
+        payments.c.status == sa.bindparam("new_status"),
+        payments.c.stripe_payment_intent_id.is_not(None),
+    ),
+)
+
+
+def _update_where(guard: Any) -> sa.Update:
+    """Update the attempt if `guard` still holds (checked on the row as locked), returning
+    it with its invoice's facts; no row when `guard` did not hold."""
     return (
-        conn.execute(
-            sa.update(payments)
-            .where(payments.c.id == payment_id, invoices.c.id == payments.c.invoice_id, where)
-            .values(**values)
-            .returning(*payments.c, *_WITH_INVOICE)
+        sa.update(payments)
+        .where(
+            payments.c.id == sa.bindparam("payment_id"),
+            invoices.c.id == payments.c.invoice_id,
+            guard,
         )
-        .mappings()
-        .one_or_none()
+        .values(updated_at=sa.func.now())
+        .returning(*payments.c, *_WITH_INVOICE)
     )
+
+
+_UPDATE_UNLESS_UNCHANGED = _update_where(sa.not_(_UNCHANGED))
+_UPDATE_UNLESS_FINAL = _update_where(payments.c.status.not_in(FINAL))
+_LEDGER_PAYMENT = insert(payment_ledger).on_conflict_do_nothing()
 
 
 def record_success(conn: Connection, payment_id: int, at: datetime) -> None:
@@ -196,17 +210,16 @@ def record_success(conn: Connection, payment_id: int, at: datetime) -> None:
 
 def _succeeded(conn: Connection, attempt: RowMapping, at: datetime) -> None:
     conn.execute(
-        insert(payment_ledger)
-        .values(
-            organization_id=attempt["organization_id"],
-            invoice_id=attempt["invoice_id"],
-            payment_id=attempt["id"],
-            entry_type="payment",
-            amount=attempt["amount"],
-            currency=attempt["currency"],
-            occurred_at=at,
-        )
-        .on_conflict_do_nothing()
+        _LEDGER_PAYMENT,
+        {
+            "organization_id": attempt["organization_id"],
+            "invoice_id": attempt["invoice_id"],
+            "payment_id": attempt["id"],
+            "entry_type": "payment",
+            "amount": attempt["amount"],
+            "currency": attempt["currency"],
+            "occurred_at": at,
+        },
     )
     if attempt["invoice_status"] in ("open", "uncollectible"):
         mark_paid(conn, attempt["invoice_number"], at=at)
@@ -218,11 +231,7 @@ def apply_intent(
 ) -> str:
     """Bring one attempt to the PaymentIntent's state (read from Stripe just now)."""
     new_status = _STATUS.get(intent.status, "processing")
-    values: dict[str, Any] = {
-        "status": new_status,
-        "stripe_payment_intent_id": intent.id,
-        "updated_at": sa.func.now(),
-    }
+    values: dict[str, Any] = {"status": new_status, "stripe_payment_intent_id": intent.id}
     if new_status == "failed":
         values.update(
             failure_code=intent.failure_code or "card_declined",
@@ -238,11 +247,14 @@ def apply_intent(
         values.update(failure_code=intent.failure_code or "authentication_required")
     # A succeeded attempt never goes back; one already in this state with its intent
     # recorded is left as it is (a redelivered webhook).
-    unchanged = sa.or_(
-        payments.c.status.in_(["succeeded", "refunded"]),
-        sa.and_(payments.c.status == new_status, payments.c.stripe_payment_intent_id.is_not(None)),
+    attempt = (
+        conn.execute(
+            _UPDATE_UNLESS_UNCHANGED,
+            {"payment_id": payment_id, "new_status": new_status, **values},
+        )
+        .mappings()
+        .one_or_none()
     )
-    attempt = _update(conn, payment_id, sa.not_(unchanged), values)
     if attempt is None:
         return conn.execute(
             sa.select(payments.c.status).where(payments.c.id == payment_id)
@@ -275,11 +287,14 @@ def record_failure(
         "decline_code": decline_code,
         "failure_message": message[:500],
         "next_reconcile_at": None,
-        "updated_at": sa.func.now(),
     }
     if intent_id:
         values["stripe_payment_intent_id"] = intent_id
-    attempt = _update(conn, payment_id, payments.c.status.not_in(FINAL), values)
+    attempt = (
+        conn.execute(_UPDATE_UNLESS_FINAL, {"payment_id": payment_id, **values})
+        .mappings()
+        .one_or_none()
+    )
     if attempt is not None:
         _failed(conn, attempt, now, retry_days, dunning=dunning)
 

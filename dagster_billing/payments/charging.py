@@ -82,17 +82,14 @@ class ChargeSummary:
         return sum(1 for o in self.outcomes if o.status == status)
 
 
-# The invoice locked, with everything a charge needs, in one round trip. The payment
-# subqueries read the statement's snapshot, taken before a wait for the lock: when another
-# charger held it, what they committed meanwhile is not seen here, but their attempt has the
-# number computed here or holds the one-in-flight slot, so the insert below conflicts.
+# The invoice locked, with everything a charge needs, in one round trip. Its subquery reads
+# the statement's snapshot, taken before any wait for the lock: after a wait, the attempt
+# number may be stale, so the insert below checks it again.
 _LOCK_INVOICE = sa.text(
     """
     select i.number, i.status, i.amount_due, i.currency, i.created_at,
            o.stripe_customer_id, m.id as payment_method_id, m.stripe_payment_method_id,
            c.minor_units,
-           exists (select 1 from dictamesh_billing_payments p
-                   where p.invoice_id = i.id and p.status = any(:busy)) as busy,
            coalesce((select max(p.attempt) from dictamesh_billing_payments p
                      where p.invoice_id = i.id), 0) + 1 as attempt
     from dictamesh_billing_invoices i
@@ -105,13 +102,19 @@ _LOCK_INVOICE = sa.text(
     """
 )
 
+# A new statement, so a new snapshot: with the lock held it sees every attempt committed
+# before, and inserts nothing when one is in flight or succeeded, or when the number read
+# above is no longer the next one (another charger held the lock meanwhile).
 _INSERT_ATTEMPT = sa.text(
     """
     insert into dictamesh_billing_payments (invoice_id, attempt, amount, currency, provider,
         status, idempotency_key, payment_method_id, created_at, updated_at)
-    values (:invoice_id, :attempt, :amount, :currency, 'stripe', 'pending', :key,
-        :payment_method_id, :now, :now)
-    on conflict do nothing
+    select :invoice_id, :attempt, :amount, :currency, 'stripe', 'pending', :key,
+        :payment_method_id, :now, :now
+    where not exists (select 1 from dictamesh_billing_payments p
+                      where p.invoice_id = :invoice_id and p.status = any(:busy))
+      and (select coalesce(max(p.attempt), 0) + 1 from dictamesh_billing_payments p
+           where p.invoice_id = :invoice_id) = :attempt
     returning id
     """
 )
@@ -121,15 +124,12 @@ def start_attempt(conn: Connection, invoice_id: int, *, now: datetime) -> tuple[
     """Lock the invoice, re-check it, insert the next attempt; None when it must not be
     charged now (paid meanwhile, attempt in flight, no payment method). Two statements:
     each is a round trip, and this runs once per invoice of a charge run."""
-    invoice = conn.execute(
-        _LOCK_INVOICE, {"invoice_id": invoice_id, "busy": [*IN_FLIGHT, "succeeded", "refunded"]}
-    ).one_or_none()
+    invoice = conn.execute(_LOCK_INVOICE, {"invoice_id": invoice_id}).one_or_none()
     if invoice is None:
         raise PaymentError(f"invoice_id: no invoice {invoice_id}")
     if (
         invoice.status != "open"
         or invoice.amount_due <= 0
-        or invoice.busy
         or invoice.stripe_customer_id is None
         or invoice.payment_method_id is None
     ):
@@ -148,6 +148,7 @@ def start_attempt(conn: Connection, invoice_id: int, *, now: datetime) -> tuple[
             "key": key,
             "payment_method_id": invoice.payment_method_id,
             "now": now,
+            "busy": [*IN_FLIGHT, "succeeded", "refunded"],
         },
     )
     if payment_id is None:

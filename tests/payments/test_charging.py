@@ -226,8 +226,8 @@ def test_two_runs_charging_one_invoice_at_once_charge_it_once(
 def test_a_charger_that_waited_for_the_invoice_lock_skips_the_attempt_started_meanwhile(
     engine: Engine, gateway, open_invoice
 ) -> None:
-    """The second charger's read was taken before the first committed; the insert's unique
-    keys, not that stale read, keep it from starting a second attempt."""
+    """The second charger's read was taken before the first committed, so it names the same
+    attempt number; the insert checks again under the lock and starts nothing."""
     import time
     from concurrent.futures import ThreadPoolExecutor
 
