@@ -129,71 +129,109 @@ def list_payments(conn: Connection, invoice_number: str) -> list[PaymentView]:
     return [_view(row) for row in rows]
 
 
-def _locked_payment(conn: Connection, payment_id: int) -> RowMapping:
-    return (
-        conn.execute(sa.select(payments).where(payments.c.id == payment_id).with_for_update())
-        .mappings()
-        .one()
-    )
+# An attempt with the invoice facts its events and dunning need, read in the statement
+# that locks or updates it (one round trip instead of a lock and a second read).
+_WITH_INVOICE = (
+    invoices.c.number.label("invoice_number"),
+    invoices.c.organization_id,
+    invoices.c.status.label("invoice_status"),
+)
 
 
-def _charge(payment: RowMapping, invoice: RowMapping) -> events.Charge:
+def _invoice_of(attempt: RowMapping) -> dict[str, Any]:
+    return {
+        "id": attempt["invoice_id"],
+        "number": attempt["invoice_number"],
+        "organization_id": attempt["organization_id"],
+        "status": attempt["invoice_status"],
+    }
+
+
+def _charge(attempt: RowMapping) -> events.Charge:
     return events.Charge(
-        payment_id=str(payment["id"]),
-        invoice_id=invoice["id"],
-        invoice_number=invoice["number"],
-        organization_id=invoice["organization_id"],
-        amount=payment["amount"],
-        currency=payment["currency"].strip(),
-        attempt=payment["attempt"],
-        provider=payment["provider"],
+        payment_id=str(attempt["id"]),
+        invoice_id=attempt["invoice_id"],
+        invoice_number=attempt["invoice_number"],
+        organization_id=attempt["organization_id"],
+        amount=attempt["amount"],
+        currency=attempt["currency"].strip(),
+        attempt=attempt["attempt"],
+        provider=attempt["provider"],
     )
+
+
+# Statements built once (a charge run executes them thousands of times; building one
+# costs more than a round trip's worth of CPU). The columns to set come from the parameters.
+_UNCHANGED = sa.or_(
+    payments.c.status.in_(["succeeded", "refunded"]),
+    sa.and_(
+        payments.c.status == sa.bindparam("new_status"),
+        payments.c.stripe_payment_intent_id.is_not(None),
+    ),
+)
+
+
+def _update_where(guard: Any) -> sa.Update:
+    """Update the attempt if `guard` still holds (checked on the row as locked), returning
+    it with its invoice's facts; no row when `guard` did not hold."""
+    return (
+        sa.update(payments)
+        .where(
+            payments.c.id == sa.bindparam("payment_id"),
+            invoices.c.id == payments.c.invoice_id,
+            guard,
+        )
+        .values(updated_at=sa.func.now())
+        .returning(*payments.c, *_WITH_INVOICE)
+    )
+
+
+_UPDATE_UNLESS_UNCHANGED = _update_where(sa.not_(_UNCHANGED))
+_UPDATE_UNLESS_FINAL = _update_where(payments.c.status.not_in(FINAL))
+_LEDGER_PAYMENT = insert(payment_ledger).on_conflict_do_nothing()
 
 
 def record_success(conn: Connection, payment_id: int, at: datetime) -> None:
     """The money arrived: ledger row, invoice paid (with `billing.invoice.paid`), event.
     A second success for an invoice already paid is recorded as it is (the asset check
     `no_invoice_paid_twice` shows it; finance refunds it)."""
-    payment = _locked_payment(conn, payment_id)
-    invoice = (
-        conn.execute(sa.select(invoices).where(invoices.c.id == payment["invoice_id"]))
+    attempt = (
+        conn.execute(
+            sa.select(payments, *_WITH_INVOICE)
+            .join(invoices, invoices.c.id == payments.c.invoice_id)
+            .where(payments.c.id == payment_id)
+            .with_for_update(of=payments)
+        )
         .mappings()
         .one()
     )
+    _succeeded(conn, attempt, at)
+
+
+def _succeeded(conn: Connection, attempt: RowMapping, at: datetime) -> None:
     conn.execute(
-        insert(payment_ledger)
-        .values(
-            organization_id=invoice["organization_id"],
-            invoice_id=invoice["id"],
-            payment_id=payment_id,
-            entry_type="payment",
-            amount=payment["amount"],
-            currency=payment["currency"],
-            occurred_at=at,
-        )
-        .on_conflict_do_nothing()
+        _LEDGER_PAYMENT,
+        {
+            "organization_id": attempt["organization_id"],
+            "invoice_id": attempt["invoice_id"],
+            "payment_id": attempt["id"],
+            "entry_type": "payment",
+            "amount": attempt["amount"],
+            "currency": attempt["currency"],
+            "occurred_at": at,
+        },
     )
-    if invoice["status"] in ("open", "uncollectible"):
-        mark_paid(conn, invoice["number"], at=at)
-    write_events(conn, [events.payment_succeeded(_charge(payment, invoice), succeeded_at=at)])
+    if attempt["invoice_status"] in ("open", "uncollectible"):
+        mark_paid(conn, attempt["invoice_number"], at=at)
+    write_events(conn, [events.payment_succeeded(_charge(attempt), succeeded_at=at)])
 
 
 def apply_intent(
     conn: Connection, payment_id: int, intent: Intent, *, now: datetime, retry_days: Sequence[int]
 ) -> str:
     """Bring one attempt to the PaymentIntent's state (read from Stripe just now)."""
-    payment = _locked_payment(conn, payment_id)
     new_status = _STATUS.get(intent.status, "processing")
-    old_status = payment["status"]
-    if old_status in ("succeeded", "refunded") or (
-        old_status == new_status and payment["stripe_payment_intent_id"]
-    ):
-        return old_status
-    values: dict[str, Any] = {
-        "status": new_status,
-        "stripe_payment_intent_id": intent.id,
-        "updated_at": sa.func.now(),
-    }
+    values: dict[str, Any] = {"status": new_status, "stripe_payment_intent_id": intent.id}
     if new_status == "failed":
         values.update(
             failure_code=intent.failure_code or "card_declined",
@@ -207,11 +245,24 @@ def apply_intent(
         values.update(next_reconcile_at=None)
     elif new_status == "requires_action":
         values.update(failure_code=intent.failure_code or "authentication_required")
-    conn.execute(sa.update(payments).where(payments.c.id == payment_id).values(**values))
+    # A succeeded attempt never goes back; one already in this state with its intent
+    # recorded is left as it is (a redelivered webhook).
+    attempt = (
+        conn.execute(
+            _UPDATE_UNLESS_UNCHANGED,
+            {"payment_id": payment_id, "new_status": new_status, **values},
+        )
+        .mappings()
+        .one_or_none()
+    )
+    if attempt is None:
+        return conn.execute(
+            sa.select(payments.c.status).where(payments.c.id == payment_id)
+        ).scalar_one()
     if new_status == "succeeded":
-        record_success(conn, payment_id, now)
+        _succeeded(conn, attempt, now)
     elif new_status == "failed":
-        _failed(conn, payment_id, now, retry_days)
+        _failed(conn, attempt, now, retry_days)
     return new_status
 
 
@@ -230,47 +281,42 @@ def record_failure(
     """A decline that came back as an error (Stripe may or may not say which intent).
     Without `dunning` (a request Stripe rejected as malformed: our bug) nothing is
     scheduled and the invoice is not written off; the failure event is still written."""
-    payment = _locked_payment(conn, payment_id)
-    if payment["status"] in FINAL:
-        return
-    conn.execute(
-        sa.update(payments)
-        .where(payments.c.id == payment_id)
-        .values(
-            status="failed",
-            failure_code=code or "card_declined",
-            decline_code=decline_code,
-            failure_message=message[:500],
-            stripe_payment_intent_id=intent_id or payment["stripe_payment_intent_id"],
-            next_reconcile_at=None,
-            updated_at=sa.func.now(),
-        )
+    values: dict[str, Any] = {
+        "status": "failed",
+        "failure_code": code or "card_declined",
+        "decline_code": decline_code,
+        "failure_message": message[:500],
+        "next_reconcile_at": None,
+    }
+    if intent_id:
+        values["stripe_payment_intent_id"] = intent_id
+    attempt = (
+        conn.execute(_UPDATE_UNLESS_FINAL, {"payment_id": payment_id, **values})
+        .mappings()
+        .one_or_none()
     )
-    _failed(conn, payment_id, now, retry_days, dunning=dunning)
+    if attempt is not None:
+        _failed(conn, attempt, now, retry_days, dunning=dunning)
 
 
 def _failed(
     conn: Connection,
-    payment_id: int,
+    attempt: RowMapping,
     now: datetime,
     retry_days: Sequence[int],
     *,
     dunning: bool = True,
 ) -> None:
-    payment = _locked_payment(conn, payment_id)
-    invoice = (
-        conn.execute(sa.select(invoices).where(invoices.c.id == payment["invoice_id"]))
-        .mappings()
-        .one()
-    )
     next_retry = (
-        after_failure(conn, payment, invoice, now=now, retry_days=retry_days) if dunning else None
+        after_failure(conn, attempt, _invoice_of(attempt), now=now, retry_days=retry_days)
+        if dunning
+        else None
     )
     failed = events.payment_failed(
-        _charge(payment, invoice),
+        _charge(attempt),
         failed_at=now,
-        failure_code=payment["failure_code"] or "unknown",
-        decline_code=payment["decline_code"],
+        failure_code=attempt["failure_code"] or "unknown",
+        decline_code=attempt["decline_code"],
         next_attempt_at=next_retry,
     )
     write_events(conn, [failed])

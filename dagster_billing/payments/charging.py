@@ -26,7 +26,6 @@ from dagster_billing.payments.attempts import (
     IN_FLIGHT,
     apply_intent,
     idempotency_key,
-    minor_units,
     record_failure,
     to_minor,
 )
@@ -36,7 +35,7 @@ from dagster_billing.payments.gateway import (
     GatewayUnknownError,
     PaymentGateway,
 )
-from dagster_billing.warehouse.schema import invoices, organizations, payment_methods, payments
+from dagster_billing.warehouse.schema import payments
 
 FIRST_RECONCILE_AFTER = timedelta(minutes=5)
 
@@ -83,72 +82,86 @@ class ChargeSummary:
         return sum(1 for o in self.outcomes if o.status == status)
 
 
+# The invoice locked, with everything a charge needs, in one round trip. Its subquery reads
+# the statement's snapshot, taken before any wait for the lock: after a wait, the attempt
+# number may be stale, so the insert below checks it again.
+_LOCK_INVOICE = sa.text(
+    """
+    select i.number, i.status, i.amount_due, i.currency, i.created_at,
+           o.stripe_customer_id, m.id as payment_method_id, m.stripe_payment_method_id,
+           c.minor_units,
+           coalesce((select max(p.attempt) from dictamesh_billing_payments p
+                     where p.invoice_id = i.id), 0) + 1 as attempt
+    from dictamesh_billing_invoices i
+    join dictamesh_billing_organizations o on o.id = i.organization_id
+    left join dictamesh_billing_payment_methods m
+      on m.organization_id = i.organization_id and m.is_default
+    left join dictamesh_billing_currencies c on c.code = i.currency
+    where i.id = :invoice_id
+    for update of i
+    """
+)
+
+# A new statement, so a new snapshot: with the lock held it sees every attempt committed
+# before, and inserts nothing when one is in flight or succeeded, or when the number read
+# above is no longer the next one (another charger held the lock meanwhile).
+_INSERT_ATTEMPT = sa.text(
+    """
+    insert into dictamesh_billing_payments (invoice_id, attempt, amount, currency, provider,
+        status, idempotency_key, payment_method_id, created_at, updated_at)
+    select :invoice_id, :attempt, :amount, :currency, 'stripe', 'pending', :key,
+        :payment_method_id, :now, :now
+    where not exists (select 1 from dictamesh_billing_payments p
+                      where p.invoice_id = :invoice_id and p.status = any(:busy))
+      and (select coalesce(max(p.attempt), 0) + 1 from dictamesh_billing_payments p
+           where p.invoice_id = :invoice_id) = :attempt
+    returning id
+    """
+)
+
+
 def start_attempt(conn: Connection, invoice_id: int, *, now: datetime) -> tuple[int, dict] | None:
     """Lock the invoice, re-check it, insert the next attempt; None when it must not be
-    charged now (paid meanwhile, attempt in flight, no payment method)."""
-    invoice = (
-        conn.execute(sa.select(invoices).where(invoices.c.id == invoice_id).with_for_update())
-        .mappings()
-        .one_or_none()
-    )
+    charged now (paid meanwhile, attempt in flight, no payment method). Two statements:
+    each is a round trip, and this runs once per invoice of a charge run."""
+    invoice = conn.execute(_LOCK_INVOICE, {"invoice_id": invoice_id}).one_or_none()
     if invoice is None:
         raise PaymentError(f"invoice_id: no invoice {invoice_id}")
-    if invoice["status"] != "open" or invoice["amount_due"] <= 0:
+    if (
+        invoice.status != "open"
+        or invoice.amount_due <= 0
+        or invoice.stripe_customer_id is None
+        or invoice.payment_method_id is None
+    ):
         return None
-    busy = conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(payments)
-        .where(
-            payments.c.invoice_id == invoice_id,
-            payments.c.status.in_([*IN_FLIGHT, "succeeded", "refunded"]),
-        )
+    currency = invoice.currency.strip()
+    if invoice.minor_units is None:
+        raise PaymentError(f"currency: unknown currency {currency!r}")
+    key = idempotency_key(invoice_id, invoice.created_at, invoice.attempt)
+    payment_id = conn.scalar(
+        _INSERT_ATTEMPT,
+        {
+            "invoice_id": invoice_id,
+            "attempt": invoice.attempt,
+            "amount": invoice.amount_due,
+            "currency": currency,
+            "key": key,
+            "payment_method_id": invoice.payment_method_id,
+            "now": now,
+            "busy": [*IN_FLIGHT, "succeeded", "refunded"],
+        },
     )
-    if busy:
+    if payment_id is None:
         return None
-    target = conn.execute(
-        sa.select(
-            organizations.c.stripe_customer_id,
-            payment_methods.c.id,
-            payment_methods.c.stripe_payment_method_id,
-        )
-        .join(payment_methods, payment_methods.c.organization_id == organizations.c.id)
-        .where(organizations.c.id == invoice["organization_id"], payment_methods.c.is_default)
-    ).one_or_none()
-    if target is None or target[0] is None:
-        return None
-    attempt = (
-        conn.scalar(
-            sa.select(sa.func.max(payments.c.attempt)).where(payments.c.invoice_id == invoice_id)
-        )
-        or 0
-    ) + 1
-    key = idempotency_key(invoice_id, invoice["created_at"], attempt)
-    currency = invoice["currency"].strip()
-    payment_id = conn.execute(
-        sa.insert(payments)
-        .values(
-            invoice_id=invoice_id,
-            attempt=attempt,
-            amount=invoice["amount_due"],
-            currency=currency,
-            provider="stripe",
-            status="pending",
-            idempotency_key=key,
-            payment_method_id=target[1],
-            created_at=now,
-            updated_at=now,
-        )
-        .returning(payments.c.id)
-    ).scalar_one()
     request = {
-        "amount": to_minor(invoice["amount_due"], minor_units(conn, currency)),
+        "amount": to_minor(invoice.amount_due, invoice.minor_units),
         "currency": currency,
-        "customer": target[0],
-        "payment_method": target[2],
+        "customer": invoice.stripe_customer_id,
+        "payment_method": invoice.stripe_payment_method_id,
         "metadata": {
             "dmb_invoice_id": str(invoice_id),
-            "dmb_invoice_number": invoice["number"],
-            "dmb_attempt": str(attempt),
+            "dmb_invoice_number": invoice.number,
+            "dmb_attempt": str(invoice.attempt),
             "dmb_idempotency_key": key,
         },
         "idempotency_key": key,

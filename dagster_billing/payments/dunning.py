@@ -9,11 +9,12 @@ default payment method; after the last retry fails the invoice becomes uncollect
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from dagster_billing.invoicing.lifecycle import mark_uncollectible
 from dagster_billing.warehouse.schema import payment_methods, payments
@@ -47,8 +48,8 @@ def is_hard_decline(code: str | None, decline_code: str | None) -> bool:
 
 def after_failure(
     conn: Connection,
-    payment: RowMapping,
-    invoice: RowMapping,
+    payment: Mapping[str, Any],
+    invoice: Mapping[str, Any],
     *,
     now: datetime,
     retry_days: Sequence[int],

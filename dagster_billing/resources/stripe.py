@@ -5,7 +5,9 @@ errors, 409 and 5xx itself with the same idempotency key (`max_network_retries`)
 it retries only when Stripe says so and without honouring `Retry-After`, so this module
 backs off on 429 itself, for `Retry-After` seconds, with the same key. Every request
 has an explicit timeout (the SDK's default is 80 s) and, optionally, a client-side rate
-limit (Stripe's test mode allows 25 requests/s).
+limit (Stripe's test mode allows 25 requests/s). The limit gates every HTTP request, the
+SDK's own retries included: Stripe counts those too, so a limiter that only saw our
+calls would send more than the limit whenever calls fail and are retried.
 """
 
 from __future__ import annotations
@@ -54,6 +56,20 @@ class RateLimiter:
             self._next = start + self.interval
         if start > now:
             time.sleep(start - now)
+
+
+class _LimitedHttpClient(stripe.RequestsClient):
+    """The SDK's HTTP client, every request (a retry too) waiting its turn and counted."""
+
+    def __init__(self, limiter: RateLimiter, *, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.limiter = limiter
+        self.sent = 0
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        self.limiter.wait()
+        self.sent += 1
+        return super().request(*args, **kwargs)
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -118,27 +134,29 @@ class StripeApi:
     ) -> None:
         if max_network_retries < 2:
             raise ValueError(f"max_network_retries: must be >= 2, got {max_network_retries}")
+        self.http = _LimitedHttpClient(RateLimiter(requests_per_second), timeout=timeout_seconds)
         self.client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
             max_network_retries=max_network_retries,
-            http_client=stripe.RequestsClient(timeout=timeout_seconds),
+            http_client=self.http,
         )
-        self.limiter = RateLimiter(requests_per_second)
         self.sleep = sleep
-        self.requests = 0
+
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests sent to Stripe so far, retries included (what a rate limit counts)."""
+        return self.http.sent
 
     def _call(self, operation: str, request: Callable[[], T]) -> T:
-        """One logical request: rate-limited, 429 backed off with the same idempotency key
-        (the caller's closure carries it), errors mapped to what the caller may conclude;
-        traced as one client span (`stripe <operation>`)."""
+        """One logical request: 429 backed off with the same idempotency key (the caller's
+        closure carries it), errors mapped to what the caller may conclude; traced as one
+        client span (`stripe <operation>`). The HTTP client applies the rate limit."""
         with stripe_span(operation):
             return self._attempts(request)
 
     def _attempts(self, request: Callable[[], T]) -> T:
         for attempt in range(RATE_LIMIT_RETRIES + 1):
-            self.limiter.wait()
-            self.requests += 1
             try:
                 return request()
             except stripe.RateLimitError as exc:

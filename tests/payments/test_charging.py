@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dagster_billing.payments import PaymentError
-from dagster_billing.payments.charging import charge_invoice, invoices_to_charge
+from dagster_billing.payments.charging import charge_invoice, invoices_to_charge, start_attempt
 from dagster_billing.payments.customers import add_payment_method, refuse_card_numbers
 from dagster_billing.payments.gateway import GatewayDeclinedError
 from dagster_billing.resources.stripe import StripeApi
@@ -152,9 +152,12 @@ def test_a_500_is_retried_by_the_sdk_with_the_same_key(
 ) -> None:
     invoice = open_invoice(gateway=gateway)
     proxy.fail_next("500", "/v1/payment_intents")
+    sent = gateway.requests_sent
 
     assert charge_invoice(engine, gateway, invoice.id, now=NOW).status == "succeeded"
     assert len(intents_for(stripe_client, invoice.id, engine)) == 1
+    # The SDK's retry went through the rate limiter too: Stripe counts both requests.
+    assert gateway.requests_sent == sent + 2
 
 
 def test_a_timeout_after_stripe_processed_the_charge_does_not_charge_twice(
@@ -218,3 +221,41 @@ def test_two_runs_charging_one_invoice_at_once_charge_it_once(
     assert sorted(o.status for o in outcomes) == ["skipped", "skipped", "skipped", "succeeded"]
     assert len(intents_for(stripe_client, invoice.id, engine)) == 1
     assert [r["status"] for r in payment_rows(engine, invoice.id)] == ["succeeded"]
+
+
+def test_a_charger_that_waited_for_the_invoice_lock_skips_the_attempt_started_meanwhile(
+    engine: Engine, gateway, open_invoice
+) -> None:
+    """The second charger's read was taken before the first committed, so it names the same
+    attempt number; the insert checks again under the lock and starts nothing."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    invoice = open_invoice(gateway=gateway)
+
+    def second_charger() -> object:
+        with engine.begin() as conn:
+            return start_attempt(conn, invoice.id, now=NOW)
+
+    with engine.connect() as first, ThreadPoolExecutor(max_workers=1) as pool:
+        assert start_attempt(first, invoice.id, now=NOW) is not None
+        waiting = pool.submit(second_charger)
+        with engine.connect() as watch:
+            for _ in range(200):
+                blocked = watch.scalar(
+                    sa.text(
+                        "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+                        " and query like '%for update of i%'"
+                    )
+                )
+                watch.rollback()  # pg_stat_activity is read once per transaction
+                if blocked:
+                    break
+                time.sleep(0.05)
+        assert blocked, "the second charger never waited for the invoice lock"
+        first.commit()
+        assert waiting.result() is None
+
+    assert [(r["attempt"], r["status"]) for r in payment_rows(engine, invoice.id)] == [
+        (1, "pending")
+    ]
