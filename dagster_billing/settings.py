@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     stripe_enabled: bool = False
     stripe_api_base: AnyHttpUrl | None = None
     payment_retry_schedule: str = "1,3,5,7"
+    payment_charge_workers: int = Field(8, ge=1, le=64)
 
     invoice_due_days: int = Field(30, ge=0, le=365)
     invoice_number_prefix: str = Field("INV-", pattern=r"^[A-Za-z0-9_-]{0,16}$")

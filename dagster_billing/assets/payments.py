@@ -33,7 +33,11 @@ def payments(
         context.log.info("payments skipped: STRIPE_ENABLED or FEATURE_AUTO_PAYMENT is off")
         return dg.MaterializeResult(metadata={"skipped": True})
     summary = charge_due_invoices(
-        warehouse.engine(), stripe.gateway(), now=datetime.now(UTC), retry_days=stripe.retry_days
+        warehouse.engine(),
+        stripe.gateway(),
+        now=datetime.now(UTC),
+        retry_days=stripe.retry_days,
+        workers=stripe.charge_workers,
     )
     return dg.MaterializeResult(
         metadata={

@@ -342,6 +342,7 @@ class StripeResource(dg.ConfigurableResource):
     enabled: bool = False
     auto_payment: bool = True
     retry_schedule: str = "1,3,5,7"
+    charge_workers: int = 8
     timeout_seconds: float = 10.0
     max_network_retries: int = 2
     requests_per_second: float | None = None
@@ -356,6 +357,7 @@ class StripeResource(dg.ConfigurableResource):
             enabled=settings.stripe_enabled,
             auto_payment=settings.feature_auto_payment,
             retry_schedule=settings.payment_retry_schedule,
+            charge_workers=settings.payment_charge_workers,
         )
 
     @property

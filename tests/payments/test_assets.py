@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from dagster_billing.assets.payments import payments_assets, payments_checks
 from dagster_billing.resources import WarehouseResource
 from dagster_billing.resources.stripe import StripeResource
+from dagster_billing.settings import load_settings
 from dagster_billing.warehouse.database import Warehouse
 from tests.conftest import STRIPE_TEST_API_KEY
 from tests.payments.conftest import invoice_status
@@ -54,3 +55,9 @@ def test_the_asset_charges_only_with_both_switches_on(
         "paid_invoices_have_a_payment",
     }
     assert all(c.passed for c in checks)
+
+
+def test_the_asset_charges_as_many_at_once_as_the_setting_says() -> None:
+    assert StripeResource.from_settings(load_settings()).charge_workers == 8
+    settings = load_settings(payment_charge_workers=3)
+    assert StripeResource.from_settings(settings).charge_workers == 3
