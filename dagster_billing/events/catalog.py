@@ -196,6 +196,74 @@ def subscription_renewal_upcoming(
     )
 
 
+def invoice_created(document: Mapping[str, Any], issued_at: datetime) -> Event:
+    """A finalized invoice: `document` is its payload (numbers, amounts as strings)."""
+    invoice_id = document["invoice_id"]
+    return Event(
+        "billing.invoice.created",
+        "invoice",
+        str(invoice_id),
+        f"billing.invoice.created:{invoice_id}",
+        dict(document),
+        issued_at,
+    )
+
+
+def invoice_paid(
+    *,
+    invoice_id: int,
+    number: str,
+    organization_id: int,
+    currency: str,
+    total: Decimal,
+    paid_at: datetime,
+) -> Event:
+    """An invoice settled in full: by a payment, or at finalization when nothing was due."""
+    return Event(
+        "billing.invoice.paid",
+        "invoice",
+        str(invoice_id),
+        f"billing.invoice.paid:{invoice_id}",
+        {
+            "invoice_id": invoice_id,
+            "number": number,
+            "organization_id": organization_id,
+            "currency": currency,
+            "total": _money(total),
+            "paid_at": paid_at.isoformat(),
+        },
+        paid_at,
+    )
+
+
+def invoice_overdue(
+    *,
+    invoice_id: int,
+    number: str,
+    organization_id: int,
+    due_at: datetime,
+    amount_due: Decimal,
+    currency: str,
+    as_of: datetime,
+) -> Event:
+    """An open invoice past its due date; once per invoice."""
+    return Event(
+        "billing.invoice.overdue",
+        "invoice",
+        str(invoice_id),
+        f"billing.invoice.overdue:{invoice_id}",
+        {
+            "invoice_id": invoice_id,
+            "number": number,
+            "organization_id": organization_id,
+            "due_at": due_at.isoformat(),
+            "amount_due": _money(amount_due),
+            "currency": currency,
+        },
+        as_of,
+    )
+
+
 def credit_applied(
     *,
     credit_id: int,

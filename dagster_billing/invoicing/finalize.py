@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.engine import Connection
 
-from dagster_billing.events.outbox import Event, write_events
+from dagster_billing.events import catalog
+from dagster_billing.events.outbox import write_events
 from dagster_billing.invoicing import InvoicingError
 from dagster_billing.invoicing.marts import DEFAULT_SCHEMA, DraftCredit, DraftInvoice, load_drafts
 from dagster_billing.warehouse.schema import (
@@ -377,25 +378,16 @@ def finalize_drafts(
             "due_at": (issued + timedelta(days=due_days)).isoformat(),
             "status": "paid" if paid else "open",
         }
-        events.append(
-            Event(
-                "billing.invoice.created",
-                "invoice",
-                str(invoice_id),
-                f"billing.invoice.created:{invoice_id}",
-                payload,
-                issued,
-            )
-        )
+        events.append(catalog.invoice_created(payload, issued))
         if paid:
             events.append(
-                Event(
-                    "billing.invoice.paid",
-                    "invoice",
-                    str(invoice_id),
-                    f"billing.invoice.paid:{invoice_id}",
-                    payload,
-                    issued,
+                catalog.invoice_paid(
+                    invoice_id=invoice_id,
+                    number=number,
+                    organization_id=draft.organization_id,
+                    currency=draft.currency,
+                    total=draft.total,
+                    paid_at=issued,
                 )
             )
     conn.execute(_OPEN_INVOICES, {"rows": json.dumps(updates, default=_iso)})
@@ -403,21 +395,15 @@ def finalize_drafts(
     applications = _apply_credits(conn, new, ids, numbered)
     for row in applications:
         events.append(
-            Event(
-                "billing.credit.applied",
-                "credit",
-                str(row["grant_id"]),
-                f"billing.credit.applied:{row['grant_id']}:{row['invoice_id']}",
-                {
-                    "credit_id": row["grant_id"],
-                    "ledger_entry_id": row["id"],
-                    "invoice_id": row["invoice_id"],
-                    "invoice_number": numbered[row["invoice_id"]],
-                    "organization_id": row["organization_id"],
-                    "amount": str(-row["amount"]),
-                    "currency": row["currency"],
-                },
-                row["issued_at"],
+            catalog.credit_applied(
+                credit_id=row["grant_id"],
+                ledger_entry_id=row["id"],
+                invoice_id=row["invoice_id"],
+                invoice_number=numbered[row["invoice_id"]],
+                organization_id=row["organization_id"],
+                amount=-row["amount"],
+                currency=row["currency"],
+                applied_at=row["issued_at"],
             )
         )
     write_events(conn, events)

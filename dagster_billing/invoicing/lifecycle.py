@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from dagster_billing.events import catalog
-from dagster_billing.events.outbox import Event, write_events
+from dagster_billing.events.outbox import write_events
 from dagster_billing.invoicing import InvoicingError
 from dagster_billing.warehouse import audit
 from dagster_billing.warehouse.schema import credits, invoices
@@ -106,30 +106,28 @@ def void_invoice(
 
 
 def mark_paid(conn: Connection, number: str, *, at: datetime) -> bool:
-    """Record a payment; False when the invoice was already paid (a redelivered webhook)."""
-    invoice = _locked(conn, number)
-    if invoice["status"] == "paid":
-        return False
-    if invoice["status"] not in ("open", "uncollectible"):
-        raise InvoicingError(f"status: invoice {number} is {invoice['status']}, cannot be paid")
-    conn.execute(
+    """Record a payment; False when the invoice was already paid (a redelivered webhook).
+    One guarded update in the common case (a charge's success path runs it)."""
+    paid = conn.execute(
         sa.update(invoices)
-        .where(invoices.c.id == invoice["id"])
+        .where(invoices.c.number == number, invoices.c.status.in_(("open", "uncollectible")))
         .values(status="paid", paid_at=at, updated_at=sa.func.now())
+        .returning(invoices.c.id, invoices.c.organization_id, invoices.c.currency, invoices.c.total)
+    ).one_or_none()
+    if paid is None:
+        status = _locked(conn, number)["status"]
+        if status == "paid":
+            return False
+        raise InvoicingError(f"status: invoice {number} is {status}, cannot be paid")
+    event = catalog.invoice_paid(
+        invoice_id=paid.id,
+        number=number,
+        organization_id=paid.organization_id,
+        currency=paid.currency.strip(),
+        total=paid.total,
+        paid_at=at,
     )
-    write_events(
-        conn,
-        [
-            Event(
-                "billing.invoice.paid",
-                "invoice",
-                str(invoice["id"]),
-                f"billing.invoice.paid:{invoice['id']}",
-                {"invoice_id": invoice["id"], "number": number, "paid_at": at.isoformat()},
-                at,
-            )
-        ],
-    )
+    write_events(conn, [event])
     return True
 
 
@@ -186,20 +184,14 @@ def mark_overdue(conn: Connection, as_of: datetime) -> list[str]:
     write_events(
         conn,
         [
-            Event(
-                "billing.invoice.overdue",
-                "invoice",
-                str(row.id),
-                f"billing.invoice.overdue:{row.id}",
-                {
-                    "invoice_id": row.id,
-                    "number": row.number,
-                    "organization_id": row.organization_id,
-                    "due_at": row.due_at.isoformat(),
-                    "amount_due": str(row.amount_due),
-                    "currency": row.currency.strip(),
-                },
-                as_of,
+            catalog.invoice_overdue(
+                invoice_id=row.id,
+                number=row.number,
+                organization_id=row.organization_id,
+                due_at=row.due_at,
+                amount_due=row.amount_due,
+                currency=row.currency.strip(),
+                as_of=as_of,
             )
             for row in rows
         ],
