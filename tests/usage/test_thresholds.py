@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dagster_billing.sensors import usage_threshold_sensor
+from dagster_billing.usage.realtime import billed_quantities
 from dagster_billing.usage.thresholds import record_threshold_crossings
 from dagster_billing.warehouse.calendar import billing_period
 from dagster_billing.warehouse.database import Warehouse
@@ -61,6 +62,17 @@ def _tick(engine: Engine, now: datetime = NOW) -> list[tuple[str, str, int]]:
         return [
             (c.organization, c.metric, c.threshold) for c in record_threshold_crossings(conn, now)
         ]
+
+
+def test_the_usage_api_counts_storage_as_invoices_do(engine: Engine) -> None:
+    """0.00036 GB-hours over April's 720 hours average 0.0000005 GB: rounded half up at
+    6 places, as the overage model rounds it (the API's own copy rounded half to even,
+    to 0, and floored a period's hours)."""
+    start = datetime(2026, 4, 1, tzinfo=UTC)
+    totals = {"storage": Decimal("0.00036"), "api_calls": Decimal("7")}
+    with engine.connect() as conn:
+        billed = billed_quantities(conn, totals, start, start + timedelta(days=30))
+    assert billed == {"storage": Decimal("0.000001"), "api_calls": Decimal("7")}
 
 
 def test_free_plan_crossings_raise_one_event_each(engine: Engine) -> None:
