@@ -7,6 +7,11 @@ PaymentIntent is retrieved by the stored id, or, when the id was never recorded,
 listing PaymentIntents created since the attempt and matching our metadata. Found: the
 attempt takes its state. Not found: Stripe never got the request, the attempt is
 `canceled` (`not_sent`) and the next charge run makes a new attempt. Never a blind POST.
+
+A charge waiting for the customer to authenticate (`requires_action`) waits at most
+`ACTION_DEADLINE` after the attempt: then its PaymentIntent is canceled and the attempt
+fails with `authentication_required`, so dunning retries it and the customer is told
+(billing.payment.failed), instead of the invoice staying in flight for ever.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dagster_billing.payments.attempts import IN_FLIGHT, apply_intent
+from dagster_billing.payments.attempts import IN_FLIGHT, apply_intent, record_failure
 from dagster_billing.payments.gateway import (
     GatewayRejectedError,
     GatewayUnknownError,
@@ -31,6 +36,9 @@ BACKOFF = (timedelta(minutes=5), timedelta(hours=1), timedelta(days=1))
 # Longer than the Stripe timeout times its retries: a pending row this old has no
 # charging process waiting on it any more.
 STALE_PENDING = timedelta(minutes=2)
+# How long a customer has to authenticate a charge (3-D Secure) before it is abandoned.
+ACTION_DEADLINE = timedelta(hours=72)
+WAITING = ("requires_action", "requires_confirmation")  # Stripe's, waiting on the customer
 
 
 def backoff(attempts: int) -> timedelta:
@@ -106,6 +114,8 @@ def reconcile_payment(
         intent, unreachable = None, True
     else:
         unreachable = False
+    if intent is not None and intent.status in WAITING and now - row.created_at >= ACTION_DEADLINE:
+        return _abandon(engine, gateway, row, intent, now=now, retry_days=retry_days)
     with engine.begin() as conn:
         if intent is not None:
             status = apply_intent(conn, payment_id, intent, now=now, retry_days=retry_days)
@@ -133,6 +143,38 @@ def reconcile_payment(
                 )
             )
     return status
+
+
+def _abandon(
+    engine: Engine,
+    gateway: PaymentGateway,
+    row: sa.Row,
+    intent: Intent,
+    *,
+    now: datetime,
+    retry_days: Sequence[int],
+) -> str:
+    """Cancel an intent nobody authenticated in time, then fail the attempt (dunning)."""
+    try:
+        intent = gateway.cancel_payment_intent(intent.id)
+    except (GatewayUnknownError, GatewayRejectedError):
+        intent = gateway.retrieve_payment_intent(intent.id)  # canceled meanwhile, or not
+    if intent.status != "canceled":
+        with engine.begin() as conn:
+            return apply_intent(conn, row.id, intent, now=now, retry_days=retry_days)
+    hours = int(ACTION_DEADLINE.total_seconds() // 3600)
+    with engine.begin() as conn:
+        record_failure(
+            conn,
+            row.id,
+            code="authentication_required",
+            decline_code=None,
+            message=f"the customer did not authenticate the payment within {hours} h",
+            intent_id=intent.id,
+            now=now,
+            retry_days=retry_days,
+        )
+    return "failed"
 
 
 def resolve_intent(

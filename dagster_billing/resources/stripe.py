@@ -273,6 +273,16 @@ class StripeApi:
             )
         )
 
+    def cancel_payment_intent(self, intent_id: str) -> Intent:
+        """Cancel an intent still waiting (for authentication); canceling one already
+        canceled is refused by Stripe, so the caller retrieves it again on an error."""
+        return _intent(
+            self._call(
+                "payment_intents.cancel",
+                lambda: self.client.v1.payment_intents.cancel(intent_id),
+            )
+        )
+
     def find_payment_intents(
         self, *, metadata_key: str, metadata_value: str, customer: str | None, since: datetime
     ) -> list[Intent]:

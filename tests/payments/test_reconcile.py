@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dagster_billing.payments.charging import charge_invoice, invoices_to_charge
-from dagster_billing.payments.reconcile import reconcile_due
+from dagster_billing.payments.reconcile import ACTION_DEADLINE, reconcile_due, reconcile_payment
 from dagster_billing.resources import InvoicingResource, WarehouseResource
 from dagster_billing.resources.stripe import StripeResource
 from dagster_billing.sensors.payments import stripe_reconciliation_sensor
@@ -243,3 +243,49 @@ def test_a_refund_without_an_answer_is_completed_once_by_reconciliation(
     assert [r.amount for r in refunds] == [1000]
     assert (note.status, note.stripe_refund_id) == ("succeeded", refunds[0].id)
     assert row["amount_refunded"] == 10
+
+
+def test_a_charge_nobody_authenticates_is_abandoned_after_the_deadline_and_dunned(
+    engine: Engine, gateway, open_invoice, stripe_client
+) -> None:
+    card = stripe_client.v1.payment_methods.create(
+        {
+            "type": "card",
+            "card": {"number": "4000002500003155", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+        }
+    )
+    invoice = open_invoice(card.id, gateway=gateway)
+    # the deadline runs from the attempt row's creation, a database clock: use the present
+    started = datetime.now(UTC)
+    assert charge_invoice(engine, gateway, invoice.id, now=started).status == "requires_action"
+    (row,) = payment_rows(engine, invoice.id)
+
+    early = reconcile_payment(
+        engine, gateway, row["id"], now=started + timedelta(hours=1), retry_days=(1,)
+    )
+    assert early == "requires_action"
+
+    late = started + ACTION_DEADLINE + timedelta(minutes=1)
+    assert reconcile_payment(engine, gateway, row["id"], now=late, retry_days=(1,)) == "failed"
+
+    (row,) = payment_rows(engine, invoice.id)
+    assert (row["status"], row["failure_code"]) == ("failed", "authentication_required")
+    assert "within 72 h" in str(row["failure_message"])
+    (intent,) = intents_for(stripe_client, invoice.id, engine)
+    assert intent["status"] == "canceled"
+    assert invoice_status(engine, invoice.id) == "open"
+    with engine.connect() as conn:
+        failed = conn.scalar(
+            sa.text(
+                "select count(*) from dictamesh_billing_outbox where event_type ="
+                " 'billing.payment.failed' and payload->>'payment_id' = :p"
+            ),
+            {"p": str(row["id"])},
+        )
+        assert failed == 1
+        # dunning counts retry days from the first failed attempt, three days back: the
+        # retry on day 1 is due at once
+        assert invoice.id in invoices_to_charge(conn, late)
+    assert row["next_retry_at"] == row["created_at"] + timedelta(days=1)
+    # a second pass changes nothing
+    assert reconcile_payment(engine, gateway, row["id"], now=late, retry_days=(1,)) == "failed"
