@@ -16,6 +16,7 @@ fails with `authentication_required`, so dunning retries it and the customer is 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -115,7 +116,9 @@ def reconcile_payment(
     else:
         unreachable = False
     if intent is not None and intent.status in WAITING and now - row.created_at >= ACTION_DEADLINE:
-        return _abandon(engine, gateway, row, intent, now=now, retry_days=retry_days)
+        intent = _cancel(gateway, intent)
+        if intent.status == "canceled":
+            return _abandoned(engine, payment_id, intent.id, now=now, retry_days=retry_days)
     with engine.begin() as conn:
         if intent is not None:
             status = apply_intent(conn, payment_id, intent, now=now, retry_days=retry_days)
@@ -145,32 +148,32 @@ def reconcile_payment(
     return status
 
 
-def _abandon(
-    engine: Engine,
-    gateway: PaymentGateway,
-    row: sa.Row,
-    intent: Intent,
-    *,
-    now: datetime,
-    retry_days: Sequence[int],
-) -> str:
-    """Cancel an intent nobody authenticated in time, then fail the attempt (dunning)."""
+def _cancel(gateway: PaymentGateway, intent: Intent) -> Intent:
+    """The intent canceled; as Stripe has it when the cancel is refused (authenticated or
+    canceled meanwhile); unchanged when Stripe cannot be reached (tried again later)."""
     try:
-        intent = gateway.cancel_payment_intent(intent.id)
-    except (GatewayUnknownError, GatewayRejectedError):
-        intent = gateway.retrieve_payment_intent(intent.id)  # canceled meanwhile, or not
-    if intent.status != "canceled":
-        with engine.begin() as conn:
-            return apply_intent(conn, row.id, intent, now=now, retry_days=retry_days)
+        return gateway.cancel_payment_intent(intent.id)
+    except GatewayRejectedError:
+        with contextlib.suppress(GatewayUnknownError, GatewayRejectedError):
+            return gateway.retrieve_payment_intent(intent.id)
+    except GatewayUnknownError:
+        pass
+    return intent
+
+
+def _abandoned(
+    engine: Engine, payment_id: int, intent_id: str, *, now: datetime, retry_days: Sequence[int]
+) -> str:
+    """Fail an attempt whose intent nobody authenticated in time (dunning takes over)."""
     hours = int(ACTION_DEADLINE.total_seconds() // 3600)
     with engine.begin() as conn:
         record_failure(
             conn,
-            row.id,
+            payment_id,
             code="authentication_required",
             decline_code=None,
             message=f"the customer did not authenticate the payment within {hours} h",
-            intent_id=intent.id,
+            intent_id=intent_id,
             now=now,
             retry_days=retry_days,
         )

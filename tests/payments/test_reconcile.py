@@ -255,8 +255,7 @@ def test_a_charge_nobody_authenticates_is_abandoned_after_the_deadline_and_dunne
         }
     )
     invoice = open_invoice(card.id, gateway=gateway)
-    # the deadline runs from the attempt row's creation, a database clock: use the present
-    started = datetime.now(UTC)
+    started = NOW  # the attempt's created_at, from which the deadline runs
     assert charge_invoice(engine, gateway, invoice.id, now=started).status == "requires_action"
     (row,) = payment_rows(engine, invoice.id)
 
